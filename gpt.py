@@ -1,0 +1,111 @@
+"""gpt: complete a sequence of GPT-2 token ids, as gpt.c does.
+
+    gpt 31373 612          # "hello there" -> 8 more token ids, one per line
+
+n = 10 tokens in total, the input included. Each step runs the forward pass over the
+tokens so far and samples the next one from the last position's distribution with
+gpt.c's fixed coin of 0.5. Tokens go to stdout as they come; everything else to stderr.
+"""
+
+import os
+import re
+import sys
+
+import numpy as np
+
+from checkpoint import DEFAULT_MODEL, ArgumentParser, CheckpointError, load_checkpoint
+from model import BACKENDS, Activations, gpt2_forward, load_backend
+
+COIN = 0.5  # gpt.c samples with a fixed coin: the output is a function of the input
+
+
+def sample_mult(probabilities, n, coin):
+    """gpt.c's sampler: the first i with coin < cdf[i], the CDF summed in float32 from
+    index 0 (np.cumsum accumulates sequentially, as the C loop does); n-1 if none is."""
+    cdf = np.cumsum(probabilities[:n], dtype=np.float32)
+    i = int(np.argmax(cdf > np.float32(coin)))  # the first True, or 0 when there is none
+    return i if cdf[i] > np.float32(coin) else n - 1
+
+
+def generate(kernels, checkpoint, tokens, n):
+    """Yields the n - len(tokens) tokens that follow `tokens`, one forward pass each,
+    recomputing the whole prefix every step as gpt.c does."""
+    config = checkpoint.config
+    inputs = np.zeros((1, n), dtype=np.int32)
+    inputs[0, :len(tokens)] = tokens
+    acts = Activations(config, 1, n - 1)
+    for t in range(len(tokens), n):
+        probs = gpt2_forward(kernels, checkpoint.params, config, acts, inputs[:, :t], 1, t)
+        next_token = sample_mult(probs[0, t - 1], config.vocab_size, COIN)
+        inputs[0, t] = next_token
+        yield next_token
+
+
+def parse_args(argv):
+    parser = ArgumentParser(
+        prog="gpt",
+        description="Complete a sequence of GPT-2 token ids to N tokens in total, as gpt.c does: "
+                    "one new token id per line on stdout.",
+        epilog="example: gpt 31373 612   (\"hello there\"; chat.py takes text instead)")
+    parser.add_argument("tokens", nargs="*", metavar="TOKEN", help="GPT-2 token ids, 0 <= id < vocab size")
+    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="PATH",
+                        help=f"llm.c checkpoint, version 1, 3 or 5 (default: {DEFAULT_MODEL})")
+    parser.add_argument("-n", type=int, default=10, metavar="N",
+                        help="tokens in total, the input included (default: 10, as gpt.c)")
+    parser.add_argument("--backend", choices=BACKENDS, default="serial",
+                        help="kernels to run (default: serial, the llm.c reference)")
+    args = parser.parse_args(argv)
+    if args.n < 1:
+        parser.error(f"-n must be at least 1, not {args.n}")
+    return parser, args
+
+
+def run(argv):
+    parser, args = parse_args(argv)
+    # gpt.c's own checks and messages, kept exactly
+    if not args.tokens:
+        print("Provide at least one token.", file=sys.stderr)
+        return 1
+    if len(args.tokens) > args.n - 1:
+        print("Too many tokens.", file=sys.stderr)
+        return 1
+    for text in args.tokens:
+        if not re.fullmatch(r"-?[0-9]+", text):
+            parser.error(f"token {text!r} is not an integer")
+        if int(text) < 0:
+            parser.error(f"token {text} is negative; token ids are 0 or more")
+    tokens = [int(text) for text in args.tokens]
+
+    try:
+        checkpoint = load_checkpoint(args.model)
+    except CheckpointError as e:
+        print(f"gpt: error: {e}", file=sys.stderr)
+        return 1
+    config = checkpoint.config
+    for token in tokens:
+        if token >= config.vocab_size:
+            parser.error(f"token {token} is out of range: {args.model} has a vocabulary of "
+                         f"{config.vocab_size} (ids 0..{config.vocab_size - 1})")
+    if args.n > config.max_seq_len:
+        parser.error(f"-n {args.n} is beyond the model's context of {config.max_seq_len} tokens")
+
+    kernels = load_backend(args.backend)
+    for token in generate(kernels, checkpoint, tokens, args.n):
+        print(token, flush=True)  # callers read tokens as they come
+    return 0
+
+
+def main(argv=None):
+    try:
+        return run(argv)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # the reader left (gpt ... | head -1): not an error; point stdout at /dev/null so
+        # that the interpreter's final flush does not complain either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Fixtures: small seeded checkpoints made on demand, and the `gpt` CLI as a subprocess."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Odd on purpose: C not a multiple of 8, V not a multiple of anything, NH > 1.
+SMALL = checkpoint.GPT2Config(max_seq_len=32, vocab_size=101, padded_vocab_size=128,
+                              num_layers=2, num_heads=3, channels=36)
+
+
+@pytest.fixture(scope="session")
+def make_model(tmp_path_factory):
+    """make_model(config=SMALL, version=3, seed=0, confident=False) -> path of a checkpoint,
+    written once per session for each set of arguments."""
+    folder = tmp_path_factory.mktemp("models")
+    made = {}
+
+    def make(config=SMALL, version=3, seed=0, confident=False):
+        key = (config, version, seed, confident)
+        if key not in made:
+            if version == 1:
+                config = checkpoint.GPT2Config(**{**config.__dict__, "padded_vocab_size": config.vocab_size})
+            path = folder / f"model{len(made)}_v{version}.bin"
+            checkpoint.write_checkpoint(path, config, checkpoint.random_params(config, seed, confident), version)
+            made[key] = path
+        return made[key]
+
+    return make
+
+
+def gpt_command():
+    """The installed console script where there is one (as a user runs it), else gpt.py."""
+    script = Path(sys.executable).with_name("gpt")
+    return [str(script)] if script.exists() else [sys.executable, str(ROOT / "gpt.py")]
+
+
+def run_cli(command, *args, timeout=120, **kwargs):
+    result = subprocess.run([*command, *map(str, args)], capture_output=True, text=True,
+                            timeout=timeout, **kwargs)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+@pytest.fixture
+def gpt():
+    """gpt(*args) -> CompletedProcess of the `gpt` CLI; never a traceback."""
+    return lambda *args, **kwargs: run_cli(gpt_command(), *args, **kwargs)

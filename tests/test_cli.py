@@ -1,0 +1,133 @@
+"""`gpt` as a user runs it: a subprocess, its stdout, stderr and exit code."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from checkpoint import load_checkpoint
+from conftest import ROOT, SMALL, gpt_command
+from reference import sample_gpt_c
+
+
+def tokens_of(result):
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    return [int(line) for line in result.stdout.splitlines()]  # stdout holds only ids
+
+
+def one_error_line(result, code):
+    assert result.returncode == code
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("prompt", [[17], [5, 100, 0, 42, 42, 3, 99, 1, 64], [31, 61]])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_tokens_match_the_numpy_reference(gpt, make_model, prompt, seed):
+    path = make_model(seed=seed, confident=True)
+    expected = sample_gpt_c(load_checkpoint(path).params, SMALL, prompt, 10)[len(prompt):]
+    assert tokens_of(gpt("--model", path, *prompt)) == expected
+
+
+@pytest.mark.parametrize("version", [1, 5])
+def test_every_file_version_gives_the_same_tokens(gpt, make_model, version):
+    prompt = [8, 9, 10]
+    v3 = tokens_of(gpt("--model", make_model(confident=True), *prompt))
+    assert tokens_of(gpt("--model", make_model(version=version, confident=True), *prompt)) == v3
+
+
+@pytest.mark.parametrize("n,prompt", [(2, [4]), (5, [1, 2, 3]), (20, [7, 7])])
+def test_n_sets_the_total_length(gpt, make_model, n, prompt):
+    path = make_model(confident=True)
+    expected = sample_gpt_c(load_checkpoint(path).params, SMALL, prompt, n)[len(prompt):]
+    assert tokens_of(gpt("--model", path, "-n", n, *prompt)) == expected
+
+
+def test_gpt_py_from_a_checkout_prints_the_same(make_model):
+    path = make_model(confident=True)
+    script = subprocess.run([sys.executable, str(ROOT / "gpt.py"), "--model", str(path), "3", "4"],
+                            capture_output=True, text=True, cwd=ROOT)
+    installed = subprocess.run([*gpt_command(), "--model", str(path), "3", "4"], capture_output=True, text=True)
+    assert script.returncode == 0 and script.stdout == installed.stdout and len(script.stdout.split()) == 8
+
+
+def test_default_model_is_gpt2_124M_in_the_current_folder(gpt, make_model, tmp_path):
+    (tmp_path / "gpt2_124M.bin").symlink_to(make_model(confident=True))
+    assert len(tokens_of(gpt("1", "2", cwd=tmp_path))) == 8
+    line = one_error_line(gpt("1", cwd=tmp_path / ".."), 1)
+    assert "gpt2_124M.bin: no such model file" in line and "make model" in line
+
+
+# gpt.c's own messages, kept exactly
+
+def test_no_token(gpt, make_model):
+    result = gpt("--model", make_model())
+    assert (result.returncode, result.stdout, result.stderr) == (1, "", "Provide at least one token.\n")
+
+
+@pytest.mark.parametrize("args", [[str(i) for i in range(10)], ["-n", "4", "1", "2", "3", "4"], ["-n", "1", "5"]])
+def test_too_many_tokens(gpt, make_model, args):
+    result = gpt("--model", make_model(), *args)
+    assert (result.returncode, result.stdout, result.stderr) == (1, "", "Too many tokens.\n")
+
+
+def test_nine_tokens_is_the_most_gpt_c_takes(gpt, make_model):
+    assert len(tokens_of(gpt("--model", make_model(), *range(9)))) == 1
+
+
+# what gpt.c never checked: one line, exit 2 for bad arguments, 1 for a bad model file
+
+@pytest.mark.parametrize("token,message", [
+    ("abc", "token 'abc' is not an integer"),
+    ("1.5", "token '1.5' is not an integer"),
+    ("", "token '' is not an integer"),
+    ("-5", "token -5 is negative"),
+    ("101", "token 101 is out of range"),
+    ("99999999999999999999", "out of range"),
+])
+def test_bad_tokens(gpt, make_model, token, message):
+    line = one_error_line(gpt("--model", make_model(), "1", token), 2)
+    assert line.startswith("gpt: error: ") and message in line
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-n", "33", "1"], "-n 33 is beyond the model's context of 32 tokens"),
+    (["-n", "0", "1"], "-n must be at least 1"),
+    (["-n", "x", "1"], "invalid int value"),
+    (["--backend", "nope", "1"], "invalid choice"),
+    (["--frobnicate", "1"], "unrecognized arguments"),
+])
+def test_bad_options(gpt, make_model, args, message):
+    assert message in one_error_line(gpt("--model", make_model(), *args), 2)
+
+
+def test_bad_model_files(gpt, tmp_path, make_model):
+    assert "no such model file" in one_error_line(gpt("--model", tmp_path / "missing.bin", "1"), 1)
+    foreign = tmp_path / "foreign.bin"
+    foreign.write_bytes(b"GGUF" + bytes(2000))
+    assert "bad magic number" in one_error_line(gpt("--model", foreign, "1"), 1)
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(make_model().read_bytes()[:5000])
+    assert "truncated: 5000 bytes" in one_error_line(gpt("--model", cut, "1"), 1)
+
+
+def test_help(gpt):
+    result = gpt("--help")
+    assert result.returncode == 0
+    for word in ("TOKEN", "--model", "-n", "--backend", "gpt2_124M.bin"):
+        assert word in result.stdout
+
+
+def test_reader_that_leaves_early_is_not_an_error(make_model):
+    """gpt ... | head -1: the pipe closes while gpt still writes."""
+    proc = subprocess.Popen([*gpt_command(), "--model", str(make_model()), "-n", "32", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and first.strip().isdigit()
+    assert stderr == ""

@@ -1,0 +1,48 @@
+"""The whole forward pass of each backend against the independent numpy GPT-2."""
+
+import numpy as np
+import pytest
+
+from checkpoint import load_checkpoint
+from conftest import SMALL
+from model import BACKENDS, Activations, gpt2_forward, load_backend
+from reference import gpt2_logits, softmax
+
+
+def forward_logits(backend, path, tokens, max_T=None):
+    ckpt = load_checkpoint(path)
+    T = len(tokens)
+    acts = Activations(ckpt.config, 1, max_T or T)
+    inputs = np.array([tokens], dtype=np.int32)
+    probs = gpt2_forward(load_backend(backend), ckpt.params, ckpt.config, acts, inputs, 1, T)
+    return ckpt, acts.shaped(1, T)["logits"][0], probs[0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("version", [1, 3, 5])
+@pytest.mark.parametrize("tokens", [[7], [5, 100, 0, 42, 42, 3, 99, 1, 64]])
+def test_logits_match_numpy(backend, version, tokens, make_model):
+    ckpt, logits, probs = forward_logits(backend, make_model(version=version), tokens)
+    V = ckpt.config.vocab_size
+    expected = gpt2_logits(ckpt.params, ckpt.config, np.array(tokens))  # (T, V)
+    # float32 sums of at most 4C terms of order 1: errors near 1e-6, 1e-4 has margin
+    np.testing.assert_allclose(logits[-1, :V], expected[-1], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(logits[:, :V], expected, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(probs[-1, :V], softmax(expected[-1]), rtol=0, atol=1e-5)
+
+
+def test_versions_1_3_5_of_one_model_give_the_same_logits(make_model):
+    tokens = [3, 1, 4, 1, 5]
+    results = [forward_logits("serial", make_model(version=v), tokens) for v in (1, 3, 5)]
+    V = SMALL.vocab_size
+    # the generator rounds to bfloat16, so all three files hold the same numbers
+    for _, logits, _ in results[1:]:
+        np.testing.assert_array_equal(logits[:, :V], results[0][1][:, :V])
+
+
+def test_buffers_sized_for_more_positions_give_the_same_result(make_model):
+    """gpt reuses buffers allocated for n-1 positions at every step."""
+    tokens = [9, 8, 7]
+    _, exact, _ = forward_logits("serial", make_model(), tokens)
+    _, roomy, _ = forward_logits("serial", make_model(), tokens, max_T=SMALL.max_seq_len)
+    np.testing.assert_array_equal(exact, roomy)

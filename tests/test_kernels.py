@@ -1,0 +1,119 @@
+"""Each kernel of each backend against a numpy formula, on odd shapes: T = 1, C not a
+multiple of 8, NH = 1, B = 2. The kernels compute in float32 and the formulas in float64,
+so the tolerances are a few float32 roundings of values of order 1."""
+
+import inspect
+
+import numpy as np
+import pytest
+
+import serial
+from model import BACKENDS, KERNELS, load_backend
+from reference import causal_attention, gelu, layernorm, softmax
+
+SHAPES = [(1, 1, 20, 1), (1, 7, 36, 3), (2, 5, 12, 4)]  # (B, T, C, NH)
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(params=BACKENDS)
+def kernels(request):
+    return load_backend(request.param)
+
+
+def rand(rng, *shape, scale=1.0):
+    return (scale * rng.standard_normal(shape)).astype(np.float32)
+
+
+def test_every_backend_has_the_serial_kernels_with_their_signatures(kernels):
+    for name in KERNELS:
+        serial_signature = inspect.signature(getattr(serial, name).py_func)
+        backend_kernel = getattr(kernels, name)
+        backend_signature = inspect.signature(getattr(backend_kernel, "py_func", backend_kernel))
+        assert backend_signature == serial_signature, name
+
+
+@pytest.mark.parametrize("B,T,C,NH", SHAPES)
+def test_encoder_forward(kernels, B, T, C, NH):
+    rng = np.random.default_rng(1)
+    Vp, maxT = 13, 9
+    wte, wpe = rand(rng, Vp, C), rand(rng, maxT, C)
+    inp = rng.integers(0, Vp, (B, T)).astype(np.int32)
+    out = np.full((B, T, C), np.nan, dtype=np.float32)
+    kernels.encoder_forward(out, inp, wte, wpe, B, T, C)
+    np.testing.assert_allclose(out, wte[inp] + wpe[:T], **TOL)
+
+
+@pytest.mark.parametrize("B,T,C,NH", SHAPES)
+def test_layernorm_forward(kernels, B, T, C, NH):
+    rng = np.random.default_rng(2)
+    inp = rand(rng, B, T, C, scale=3.0) + 1.5
+    weight, bias = rand(rng, C), rand(rng, C)
+    out = np.full((B, T, C), np.nan, dtype=np.float32)
+    mean, rstd = np.zeros((B, T), np.float32), np.zeros((B, T), np.float32)
+    kernels.layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C)
+    x = inp.astype(np.float64)
+    np.testing.assert_allclose(out, layernorm(x, weight, bias), **TOL)
+    np.testing.assert_allclose(mean, x.mean(-1), **TOL)
+    np.testing.assert_allclose(rstd, 1 / np.sqrt(x.var(-1) + 1e-5), rtol=1e-5)
+
+
+@pytest.mark.parametrize("B,T,C,NH", SHAPES)
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_matmul_forward(kernels, B, T, C, NH, with_bias):
+    rng = np.random.default_rng(3)
+    OC = 3 * C + 1
+    inp, weight = rand(rng, B, T, C), rand(rng, OC, C)
+    bias = rand(rng, OC) if with_bias else None
+    out = np.full((B, T, OC), np.nan, dtype=np.float32)
+    kernels.matmul_forward(out, inp, weight, bias, B, T, C, OC)
+    expected = inp.astype(np.float64) @ weight.T.astype(np.float64) + (bias if with_bias else 0.0)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(C))
+
+
+@pytest.mark.parametrize("B,T,C,NH", SHAPES)
+def test_attention_forward(kernels, B, T, C, NH):
+    rng = np.random.default_rng(4)
+    inp = rand(rng, B, T, 3 * C, scale=2.0)
+    out = np.full((B, T, C), np.nan, dtype=np.float32)
+    preatt = np.zeros((B, NH, T, T), np.float32)
+    att = np.full((B, NH, T, T), np.nan, dtype=np.float32)
+    kernels.attention_forward(out, preatt, att, inp, B, T, C, NH)
+    for b in range(B):
+        np.testing.assert_allclose(out[b], causal_attention(inp[b].astype(np.float64), NH), **TOL)
+    # the scores: causal, each row a distribution
+    assert np.all(att[:, :, np.triu_indices(T, 1)[0], np.triu_indices(T, 1)[1]] == 0)
+    np.testing.assert_allclose(att.sum(-1), 1.0, rtol=1e-5)
+    hs = C // NH
+    q = inp[..., :C].reshape(B, T, NH, hs).astype(np.float64)
+    k = inp[..., C:2 * C].reshape(B, T, NH, hs).astype(np.float64)
+    scores = np.einsum("bthi,bshi->bhts", q, k) / np.sqrt(hs)
+    lower = np.tril(np.ones((T, T), bool))
+    np.testing.assert_allclose(preatt[..., lower], scores[..., lower], **TOL)
+
+
+@pytest.mark.parametrize("N", [1, 37, 1000])
+def test_gelu_forward(kernels, N):
+    rng = np.random.default_rng(5)
+    inp = rand(rng, N, scale=4.0)
+    out = np.full(N, np.nan, dtype=np.float32)
+    kernels.gelu_forward(out, inp, N)
+    np.testing.assert_allclose(out, gelu(inp.astype(np.float64)), **TOL)
+
+
+@pytest.mark.parametrize("N", [1, 37, 1000])
+def test_residual_forward(kernels, N):
+    rng = np.random.default_rng(6)
+    inp1, inp2 = rand(rng, N), rand(rng, N)
+    out = np.full(N, np.nan, dtype=np.float32)
+    kernels.residual_forward(out, inp1, inp2, N)
+    np.testing.assert_array_equal(out, inp1 + inp2)  # one float32 addition: exact
+
+
+@pytest.mark.parametrize("B,T,V,Vp", [(1, 1, 7, 7), (1, 3, 101, 128), (2, 2, 50, 64)])
+def test_softmax_forward(kernels, B, T, V, Vp):
+    rng = np.random.default_rng(7)
+    logits = rand(rng, B, T, Vp, scale=5.0)
+    probs = np.full((B, T, Vp), np.nan, dtype=np.float32)
+    kernels.softmax_forward(probs, logits, B, T, V, Vp)
+    np.testing.assert_allclose(probs[..., :V], softmax(logits[..., :V].astype(np.float64)), rtol=1e-5, atol=1e-7)
+    assert np.all(probs[..., V:] == 0)  # the padding is never sampled
