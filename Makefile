@@ -1,0 +1,45 @@
+# gpt.py: every command the project has. `make run` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MODEL ?= gpt2_124M.bin
+MODEL_URL ?= https://huggingface.co/datasets/karpathy/llmc-starter-pack/resolve/main/gpt2_124M.bin
+# the stand-in for MODEL where GPT-2's weights cannot be downloaded: random, same shape
+RANDOM_MODEL ?= random_124M.bin
+
+.PHONY: install run test bench model random-model clean
+
+install: $(VENV)/.installed  ## .venv with the project (editable) and its test dependencies
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+run: install  ## the main job: "hello there" (31373 612) -> 8 more token ids, timed
+	@if [ -f $(MODEL) ] || $(BIN)/gpt-checkpoint download $(MODEL) --url $(MODEL_URL); then \
+	  echo "gpt --model $(MODEL) 31373 612" >&2; \
+	  time $(BIN)/gpt --model $(MODEL) 31373 612; \
+	else \
+	  echo "make run: no GPT-2 weights, so running on RANDOM weights of GPT-2 124M's shape: the tokens mean nothing, the timing is real" >&2; \
+	  $(MAKE) --no-print-directory random-model; \
+	  time $(BIN)/gpt --model $(RANDOM_MODEL) 31373 612; \
+	fi
+
+test: install  ## the test suite: small generated models, a few minutes on 2 cores
+	$(BIN)/python -m pytest
+
+bench: install random-model  ## benchmarks on a generated 124M-shape model (pytest-benchmark medians)
+	$(BIN)/python -m pytest benchmarks --benchmark-columns=median,min,max,rounds --benchmark-sort=name
+
+model: install  ## download llm.c's gpt2_124M.bin (GPT-2 124M, version 3) into this folder
+	$(BIN)/gpt-checkpoint download $(MODEL) --url $(MODEL_URL)
+
+random-model: install  ## a seeded random checkpoint of the 124M shape, for benchmarks
+	@[ -f $(RANDOM_MODEL) ] || $(BIN)/gpt-checkpoint random $(RANDOM_MODEL) --shape 124M --confident
+
+clean:  ## remove the venv, caches and generated models (not a downloaded gpt2_124M.bin)
+	rm -rf $(VENV) *.egg-info .pytest_cache .benchmarks .hypothesis $(RANDOM_MODEL)
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
