@@ -206,3 +206,27 @@ def test_random_and_info_commands(tmp_path):
     assert info.returncode == 0 and "version 5" in info.stdout
     bad = checkpoint_cli("random", tmp_path / "x.bin", "--channels", "10", "--heads", "3")
     assert bad.returncode == 2 and "multiple" in bad.stderr and not (tmp_path / "x.bin").exists()
+
+
+def test_interrupted_download_leaves_nothing(tmp_path, make_model, monkeypatch):
+    source = make_model()
+
+    class Interrupted:  # a response that is cut off by Ctrl-C after its first chunk
+        headers = {"Content-Length": str(source.stat().st_size)}
+        chunks = [source.read_bytes()[:4096]]
+
+        def read(self, size):
+            if self.chunks:
+                return self.chunks.pop()
+            raise KeyboardInterrupt
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(checkpoint.urllib.request, "urlopen", lambda url, timeout: Interrupted())
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.download(tmp_path / "gpt2_124M.bin", "https://example.invalid/x.bin")
+    assert list(tmp_path.iterdir()) == []
