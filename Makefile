@@ -13,10 +13,11 @@ RANDOM_MODEL ?= random_124M.bin
 install: $(VENV)/.installed  ## .venv with the project (editable) and its test dependencies
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
-	touch $@
+	@echo "make: installing gpt.py and its dependencies into $(VENV)" >&2
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip >&2
+	@$(BIN)/python -m pip install -q -e '.[test]' >&2
+	@touch $@
 
 run: install  ## the main job: "hello there" (31373 612) -> 8 more token ids, timed
 	@if [ -f $(MODEL) ] || $(BIN)/gpt-checkpoint download $(MODEL) --url $(MODEL_URL); then \

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 from checkpoint import DEFAULT_MODEL, ArgumentParser, CheckpointError, load_checkpoint
-from model import BACKENDS, Activations, gpt2_forward, load_backend
+from model import BACKENDS, Activations, ProfiledKernels, gpt2_forward, load_backend
 
 COIN = 0.5  # gpt.c samples with a fixed coin: the output is a function of the input
 
@@ -27,16 +27,23 @@ def sample_mult(probabilities, n, coin):
     return i if cdf[i] > np.float32(coin) else n - 1
 
 
-def generate(kernels, checkpoint, tokens, n):
-    """Yields the n - len(tokens) tokens that follow `tokens`, one forward pass each,
-    recomputing the whole prefix every step as gpt.c does."""
+def generate(kernels, checkpoint, tokens, n, recompute=False):
+    """Yields the n - len(tokens) tokens that follow `tokens`, one forward pass each.
+    recompute: run the whole prefix every step, with logits at every position, as gpt.c
+    does. Otherwise the prompt runs once and each later step runs only the new position
+    against the KV cache, with logits at the last position only: same math, same tokens."""
     config = checkpoint.config
     inputs = np.zeros((1, n), dtype=np.int32)
     inputs[0, :len(tokens)] = tokens
     acts = Activations(config, 1, n - 1)
+    cached = 0  # positions whose keys and values are in acts
     for t in range(len(tokens), n):
-        probs = gpt2_forward(kernels, checkpoint.params, config, acts, inputs[:, :t], 1, t)
-        next_token = sample_mult(probs[0, t - 1], config.vocab_size, COIN)
+        if recompute:
+            probs = gpt2_forward(kernels, checkpoint.params, config, acts, inputs, 1, t)
+        else:
+            probs = gpt2_forward(kernels, checkpoint.params, config, acts, inputs, 1, t, cached, last_only=True)
+            cached = t
+        next_token = sample_mult(probs[0, -1], config.vocab_size, COIN)
         inputs[0, t] = next_token
         yield next_token
 
@@ -52,11 +59,20 @@ def parse_args(argv):
                         help=f"llm.c checkpoint, version 1, 3 or 5 (default: {DEFAULT_MODEL})")
     parser.add_argument("-n", type=int, default=10, metavar="N",
                         help="tokens in total, the input included (default: 10, as gpt.c)")
-    parser.add_argument("--backend", choices=BACKENDS, default="serial",
-                        help="kernels to run (default: serial, the llm.c reference)")
+    parser.add_argument("--backend", choices=BACKENDS, default="parallel",
+                        help="kernels to run: parallel (default), or serial, llm.c's reference, "
+                             "which always recomputes as gpt.c does")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), metavar="K",
+                        help=f"parallel backend: a static pool of K workers (default: the {os.cpu_count()} cores)")
+    parser.add_argument("--recompute", action="store_true",
+                        help="run the whole prefix every step, as gpt.c does, instead of using a KV cache")
+    parser.add_argument("--profile", action="store_true",
+                        help="print the time spent in each kernel on stderr at the end")
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error(f"-n must be at least 1, not {args.n}")
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, not {args.threads}")
     return parser, args
 
 
@@ -89,9 +105,14 @@ def run(argv):
     if args.n > config.max_seq_len:
         parser.error(f"-n {args.n} is beyond the model's context of {config.max_seq_len} tokens")
 
-    kernels = load_backend(args.backend)
-    for token in generate(kernels, checkpoint, tokens, args.n):
+    kernels = load_backend(args.backend, args.threads)
+    if args.profile:
+        kernels = ProfiledKernels(kernels)
+    recompute = args.recompute or args.backend == "serial"
+    for token in generate(kernels, checkpoint, tokens, args.n, recompute):
         print(token, flush=True)  # callers read tokens as they come
+    if args.profile:
+        print(kernels.report(), file=sys.stderr)
     return 0
 
 

@@ -6,82 +6,140 @@ calls the kernels layer by layer; it does no arithmetic of its own.
 """
 
 import importlib
+import os
+import sys
+import time
 
 import numpy as np
 
 KERNELS = ("encoder_forward", "layernorm_forward", "matmul_forward", "attention_forward",
            "gelu_forward", "residual_forward", "softmax_forward")
-BACKENDS = ("serial",)
+BACKENDS = ("parallel", "serial")
 
 
-def load_backend(name):
-    """The kernel module of a backend; imported on demand (numba's import is not free)."""
+def load_backend(name, threads=None):
+    """The kernel module of a backend, imported on demand (numba's import is not free).
+    threads: the size K of the parallel backend's static worker pool, fixed here once."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
-    return importlib.import_module(name)
+    if threads and threads > (os.cpu_count() or 1) and "numba" not in sys.modules:
+        # numba sizes its pool from this variable once, at import; it defaults to the
+        # core count and set_num_threads cannot go past it (oversubscription runs)
+        os.environ.setdefault("NUMBA_NUM_THREADS", str(threads))
+    kernels = importlib.import_module(name)
+    if threads:
+        import numba
+        numba.set_num_threads(threads)
+    return kernels
 
 
-def activation_table(config, B, T):
-    """[(name, shape)] of the buffers one forward over B x T positions needs. Unlike
-    llm.c's training code, the layers share one set: inference keeps no history."""
-    C, NH, Vp = config.channels, config.num_heads, config.padded_vocab_size
+def activation_table(config, B, Tq, T):
+    """[(name, shape)] of the buffers a forward over Tq new of T positions needs. Unlike
+    llm.c's training code, the layers share one set of buffers (inference keeps no
+    history) except `qkv`, which keeps every layer's keys and values: the KV cache."""
+    L, C, NH, Vp = config.num_layers, config.channels, config.num_heads, config.padded_vocab_size
     return [
-        ("residual", (B, T, C)),  # the residual stream, entering a layer
-        ("ln1", (B, T, C)), ("ln1_mean", (B, T)), ("ln1_rstd", (B, T)),
-        ("qkv", (B, T, 3 * C)),
-        ("preatt", (B, NH, T, T)), ("att", (B, NH, T, T)),
-        ("atty", (B, T, C)),
-        ("attproj", (B, T, C)),
-        ("residual2", (B, T, C)),  # the stream after attention
-        ("ln2", (B, T, C)), ("ln2_mean", (B, T)), ("ln2_rstd", (B, T)),
-        ("fch", (B, T, 4 * C)), ("fch_gelu", (B, T, 4 * C)),
-        ("fcproj", (B, T, C)),
-        ("lnf", (B, T, C)), ("lnf_mean", (B, T)), ("lnf_rstd", (B, T)),
-        ("logits", (B, T, Vp)), ("probs", (B, T, Vp)),
+        ("qkv", (L, B, T, 3 * C)),  # the query, key and value vectors of every position
+        ("residual", (B, Tq, C)),  # the residual stream, entering a layer
+        ("ln1", (B, Tq, C)), ("ln1_mean", (B, Tq)), ("ln1_rstd", (B, Tq)),
+        ("preatt", (B, NH, Tq, T)), ("att", (B, NH, Tq, T)),
+        ("atty", (B, Tq, C)),
+        ("attproj", (B, Tq, C)),
+        ("residual2", (B, Tq, C)),  # the stream after attention
+        ("ln2", (B, Tq, C)), ("ln2_mean", (B, Tq)), ("ln2_rstd", (B, Tq)),
+        ("fch", (B, Tq, 4 * C)), ("fch_gelu", (B, Tq, 4 * C)),
+        ("fcproj", (B, Tq, C)),
+        ("lnf", (B, Tq, C)), ("lnf_mean", (B, Tq)), ("lnf_rstd", (B, Tq)),
+        ("logits", (B, Tq, Vp)), ("probs", (B, Tq, Vp)),
     ]
 
 
 class Activations:
-    """Buffers for up to B x maxT positions, allocated once. `shaped(B, T)` views their
-    first elements with the shapes for T positions, contiguous as the kernels expect."""
+    """Buffers for up to B x maxT positions, allocated once. `shaped(B, Tq, T)` views
+    them with the shapes for Tq new of T positions, contiguous as the kernels expect
+    (the cache's view `qkv[l]` of its first T positions is, for B = 1)."""
 
     def __init__(self, config, B, maxT):
-        self.config = config
+        self.config, self.maxT = config, maxT
         self.flat = {name: np.zeros(int(np.prod(shape)), dtype=np.float32)
-                     for name, shape in activation_table(config, B, maxT)}
+                     for name, shape in activation_table(config, B, maxT, maxT)}
+        self.qkv = self.flat["qkv"].reshape(config.num_layers, B, maxT, 3 * config.channels)
 
-    def shaped(self, B, T):
-        return {name: self.flat[name][:int(np.prod(shape))].reshape(shape)
-                for name, shape in activation_table(self.config, B, T)}
+    def shaped(self, B, Tq, T):
+        views = {name: self.flat[name][:int(np.prod(shape))].reshape(shape)
+                 for name, shape in activation_table(self.config, B, Tq, T) if name != "qkv"}
+        views["qkv"] = self.qkv[:, :, :T]
+        return views
 
 
-def gpt2_forward(kernels, params, config, acts, inputs, B, T):
-    """inputs (B,T) int32 token ids -> probs (B,T,Vp), the next-token distribution at
-    every position. `kernels` is a backend module, `params` a checkpoint's tensors."""
+def gpt2_forward(kernels, params, config, acts, inputs, B, T, T0=0, last_only=False):
+    """Runs positions T0..T-1 of inputs (B,T) int32 and returns probs (B,Tq,Vp), the
+    next-token distribution at each of those Tq = T - T0 positions, or at the last one
+    only if `last_only`. Positions before T0 must have run through the same `acts`
+    before: their keys and values are in its cache. T0 = 0 and all logits is llm.c's
+    gpt2_forward, what gpt.c runs every step. `kernels` is a backend module, `params` a
+    checkpoint's tensors."""
     V, Vp = config.vocab_size, config.padded_vocab_size
     L, NH, C = config.num_layers, config.num_heads, config.channels
-    p, a = params, acts.shaped(B, T)
-    N = B * T * C  # the residual and gelu kernels see flat arrays, as llm.c's float*
+    Tq = T - T0
+    p, a = params, acts.shaped(B, Tq, T)
+    N = B * Tq * C  # the residual and gelu kernels see flat arrays, as llm.c's float*
 
-    kernels.encoder_forward(a["residual"], inputs, p["wte"], p["wpe"], B, T, C)
+    # wpe from T0 on: the encoder's position t is position T0 + t
+    kernels.encoder_forward(a["residual"], inputs[:, T0:T], p["wte"], p["wpe"][T0:], B, Tq, C)
     for l in range(L):
+        qkv = a["qkv"][l]  # (B,T,3C); positions before T0 come from the cache
         kernels.layernorm_forward(a["ln1"], a["ln1_mean"], a["ln1_rstd"], a["residual"],
-                                  p["ln1w"][l], p["ln1b"][l], B, T, C)
-        kernels.matmul_forward(a["qkv"], a["ln1"], p["qkvw"][l], p["qkvb"][l], B, T, C, 3 * C)
-        kernels.attention_forward(a["atty"], a["preatt"], a["att"], a["qkv"], B, T, C, NH)
-        kernels.matmul_forward(a["attproj"], a["atty"], p["attprojw"][l], p["attprojb"][l], B, T, C, C)
+                                  p["ln1w"][l], p["ln1b"][l], B, Tq, C)
+        kernels.matmul_forward(qkv[:, T0:], a["ln1"], p["qkvw"][l], p["qkvb"][l], B, Tq, C, 3 * C)
+        kernels.attention_forward(a["atty"], a["preatt"], a["att"], qkv, B, T, C, NH)
+        kernels.matmul_forward(a["attproj"], a["atty"], p["attprojw"][l], p["attprojb"][l], B, Tq, C, C)
         kernels.residual_forward(a["residual2"].reshape(N), a["residual"].reshape(N),
                                  a["attproj"].reshape(N), N)
         kernels.layernorm_forward(a["ln2"], a["ln2_mean"], a["ln2_rstd"], a["residual2"],
-                                  p["ln2w"][l], p["ln2b"][l], B, T, C)
-        kernels.matmul_forward(a["fch"], a["ln2"], p["fcw"][l], p["fcb"][l], B, T, C, 4 * C)
+                                  p["ln2w"][l], p["ln2b"][l], B, Tq, C)
+        kernels.matmul_forward(a["fch"], a["ln2"], p["fcw"][l], p["fcb"][l], B, Tq, C, 4 * C)
         kernels.gelu_forward(a["fch_gelu"].reshape(4 * N), a["fch"].reshape(4 * N), 4 * N)
-        kernels.matmul_forward(a["fcproj"], a["fch_gelu"], p["fcprojw"][l], p["fcprojb"][l], B, T, 4 * C, C)
+        kernels.matmul_forward(a["fcproj"], a["fch_gelu"], p["fcprojw"][l], p["fcprojb"][l], B, Tq, 4 * C, C)
         # the next layer's input; residual2 is not read again, so no copy is needed
         kernels.residual_forward(a["residual"].reshape(N), a["residual2"].reshape(N),
                                  a["fcproj"].reshape(N), N)
-    kernels.layernorm_forward(a["lnf"], a["lnf_mean"], a["lnf_rstd"], a["residual"],
-                              p["lnfw"], p["lnfb"], B, T, C)
-    kernels.matmul_forward(a["logits"], a["lnf"], p["wte"], None, B, T, C, Vp)
-    kernels.softmax_forward(a["probs"], a["logits"], B, T, V, Vp)
-    return a["probs"]
+    if last_only:  # sampling needs the last position: skip the LM head for the others
+        Tl = 1
+        x, lnf, lnf_mean, lnf_rstd = (a[k][:, -1:] for k in ("residual", "lnf", "lnf_mean", "lnf_rstd"))
+        logits, probs = a["logits"][:, :1], a["probs"][:, :1]
+    else:
+        Tl = Tq
+        x, lnf, lnf_mean, lnf_rstd = a["residual"], a["lnf"], a["lnf_mean"], a["lnf_rstd"]
+        logits, probs = a["logits"], a["probs"]
+    kernels.layernorm_forward(lnf, lnf_mean, lnf_rstd, x, p["lnfw"], p["lnfb"], B, Tl, C)
+    kernels.matmul_forward(logits, lnf, p["wte"], None, B, Tl, C, Vp)
+    kernels.softmax_forward(probs, logits, B, Tl, V, Vp)
+    return probs
+
+
+class ProfiledKernels:
+    """A backend whose kernels also add up the time they take, per kernel (--profile)."""
+
+    def __init__(self, kernels):
+        self.kernels, self.seconds, self.calls = kernels, {}, {}
+
+    def __getattr__(self, name):
+        kernel = getattr(self.kernels, name)
+
+        def timed(*args):
+            start = time.perf_counter()
+            kernel(*args)
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            self.calls[name] = self.calls.get(name, 0) + 1
+
+        return timed
+
+    def report(self):
+        total = sum(self.seconds.values())
+        lines = [f"{'kernel':<20}{'calls':>7}{'ms':>10}{'%':>7}"]
+        for name in sorted(self.seconds, key=self.seconds.get, reverse=True):
+            ms = 1e3 * self.seconds[name]
+            lines.append(f"{name:<20}{self.calls[name]:>7}{ms:>10.1f}{100 * ms / 1e3 / total:>7.1f}")
+        lines.append(f"{'total':<20}{sum(self.calls.values()):>7}{1e3 * total:>10.1f}{100.0:>7.1f}")
+        return "\n".join(lines)

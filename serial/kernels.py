@@ -70,13 +70,18 @@ def matmul_forward(out, inp, weight, bias, B, T, C, OC):
 
 @jit
 def attention_forward(out, preatt, att, inp, B, T, C, NH):
-    """Causal self-attention. out (B,T,C); preatt, att (B,NH,T,T) scores before and after
-    the softmax; inp (B,T,3C) holds the query, key and value vectors of each position."""
+    """Causal self-attention for the last Tq of T positions, Tq = out.shape[1].
+    out (B,Tq,C); preatt, att (B,NH,Tq,T) the scores before and after the softmax;
+    inp (B,T,3C) the query, key and value vectors of all T positions. Tq = T is llm.c's
+    kernel; with Tq < T the first T - Tq positions only lend their keys and values (a KV
+    cache), and what is computed for the last Tq is the same."""
+    Tq = out.shape[1]
     hs = C // NH  # head size
     # llm.c: float scale = 1.0 / sqrtf(hs), a double division rounded to float
     scale = np.float32(1.0 / math.sqrt(np.float32(hs)))
     for b in range(B):
-        for t in range(T):
+        for tq in range(Tq):
+            t = T - Tq + tq  # the position of this query
             for h in range(NH):
                 q = h * hs
                 # pass 1: query . key, and the max for a stable softmax
@@ -89,29 +94,29 @@ def attention_forward(out, preatt, att, inp, B, T, C, NH):
                     val *= scale
                     if val > maxval:
                         maxval = val
-                    preatt[b, h, t, t2] = val
+                    preatt[b, h, tq, t2] = val
                 # pass 2: exp and its sum
                 expsum = np.float32(0.0)
                 for t2 in range(t + 1):
-                    expv = math.exp(preatt[b, h, t, t2] - maxval)
+                    expv = math.exp(preatt[b, h, tq, t2] - maxval)
                     expsum += expv
-                    att[b, h, t, t2] = expv
+                    att[b, h, tq, t2] = expv
                 expsum_inv = np.float32(0.0) if expsum == 0.0 else np.float32(1.0) / expsum
                 # pass 3: normalize; the causal mask zeroes the future
                 for t2 in range(T):
                     if t2 <= t:
-                        att[b, h, t, t2] *= expsum_inv
+                        att[b, h, tq, t2] *= expsum_inv
                     else:
-                        att[b, h, t, t2] = np.float32(0.0)
+                        att[b, h, tq, t2] = np.float32(0.0)
                 # pass 4: the attention-weighted sum of the values
                 o = h * hs
                 for i in range(hs):
-                    out[b, t, o + i] = np.float32(0.0)
+                    out[b, tq, o + i] = np.float32(0.0)
                 for t2 in range(t + 1):
                     v = h * hs + 2 * C
-                    a = att[b, h, t, t2]
+                    a = att[b, h, tq, t2]
                     for i in range(hs):
-                        out[b, t, o + i] += a * inp[b, t2, v + i]
+                        out[b, tq, o + i] += a * inp[b, t2, v + i]
 
 
 @jit

@@ -10,12 +10,27 @@ from reference import gpt2_logits, softmax
 
 
 def forward_logits(backend, path, tokens, max_T=None):
+    """gpt.c's forward: all positions, logits at each -> (checkpoint, logits (T,Vp), probs (T,Vp))"""
     ckpt = load_checkpoint(path)
     T = len(tokens)
     acts = Activations(ckpt.config, 1, max_T or T)
     inputs = np.array([tokens], dtype=np.int32)
     probs = gpt2_forward(load_backend(backend), ckpt.params, ckpt.config, acts, inputs, 1, T)
-    return ckpt, acts.shaped(1, T)["logits"][0], probs[0]
+    return ckpt, acts.shaped(1, T, T)["logits"][0], probs[0]
+
+
+def cached_last_logits(backend, path, tokens, prefill):
+    """The prompt's first `prefill` tokens in one pass, then one position at a time
+    against the KV cache, logits at the last position only -> logits of each step (Vp,)"""
+    ckpt = load_checkpoint(path)
+    acts = Activations(ckpt.config, 1, len(tokens))
+    inputs = np.array([tokens], dtype=np.int32)
+    steps, cached = [], 0
+    for T in range(prefill, len(tokens) + 1):
+        gpt2_forward(load_backend(backend), ckpt.params, ckpt.config, acts, inputs, 1, T, cached, last_only=True)
+        steps.append(acts.shaped(1, T - cached, T)["logits"][0, 0].copy())
+        cached = T
+    return steps
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -43,6 +58,34 @@ def test_versions_1_3_5_of_one_model_give_the_same_logits(make_model):
 def test_buffers_sized_for_more_positions_give_the_same_result(make_model):
     """gpt reuses buffers allocated for n-1 positions at every step."""
     tokens = [9, 8, 7]
-    _, exact, _ = forward_logits("serial", make_model(), tokens)
-    _, roomy, _ = forward_logits("serial", make_model(), tokens, max_T=SMALL.max_seq_len)
-    np.testing.assert_array_equal(exact, roomy)
+    for backend in BACKENDS:
+        _, exact, _ = forward_logits(backend, make_model(), tokens)
+        _, roomy, _ = forward_logits(backend, make_model(), tokens, max_T=SMALL.max_seq_len)
+        np.testing.assert_array_equal(exact, roomy)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("prefill", [1, 4])
+def test_kv_cache_gives_the_logits_of_recomputing(backend, make_model, prefill):
+    tokens = [5, 100, 0, 42, 42, 3, 99, 1, 64]
+    steps = cached_last_logits(backend, make_model(), tokens, prefill)
+    for T, cached in zip(range(prefill, len(tokens) + 1), steps):
+        _, full, _ = forward_logits(backend, make_model(), tokens[:T])
+        if backend == "serial":  # the same additions in the same order: bit for bit
+            np.testing.assert_array_equal(cached, full[-1])
+        else:  # fastmath: a position may land in another matmul tile than before
+            np.testing.assert_allclose(cached, full[-1], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("version", [3, 5])
+def test_parallel_matches_serial_for_every_pool_size(make_model, threads, version):
+    import numba
+    tokens = [5, 100, 0, 42, 42, 3, 99, 1, 64, 7, 7]
+    _, reference, _ = forward_logits("serial", make_model(version=version), tokens)
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        _, logits, _ = forward_logits("parallel", make_model(version=version), tokens)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    np.testing.assert_allclose(logits, reference, rtol=0, atol=1e-4)

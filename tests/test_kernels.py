@@ -91,6 +91,19 @@ def test_attention_forward(kernels, B, T, C, NH):
     np.testing.assert_allclose(preatt[..., lower], scores[..., lower], **TOL)
 
 
+@pytest.mark.parametrize("Tq", [1, 3])
+def test_attention_forward_of_the_last_positions_only(kernels, Tq):
+    """The KV cache: queries for the last Tq positions, keys and values for all T."""
+    rng = np.random.default_rng(8)
+    B, T, C, NH = 1, 9, 36, 3
+    inp = rand(rng, B, T, 3 * C, scale=2.0)
+    out = np.full((B, Tq, C), np.nan, dtype=np.float32)
+    preatt, att = np.zeros((B, NH, Tq, T), np.float32), np.zeros((B, NH, Tq, T), np.float32)
+    kernels.attention_forward(out, preatt, att, inp, B, T, C, NH)
+    np.testing.assert_allclose(out[0], causal_attention(inp[0].astype(np.float64), NH)[-Tq:], **TOL)
+    np.testing.assert_allclose(att.sum(-1), 1.0, rtol=1e-5)
+
+
 @pytest.mark.parametrize("N", [1, 37, 1000])
 def test_gelu_forward(kernels, N):
     rng = np.random.default_rng(5)

@@ -1,0 +1,237 @@
+"""llm.c's forward kernels on a static pool of K workers: the serial kernels' loops,
+with the outermost independent loop split into K contiguous chunks, one per worker.
+
+`for w in prange(K)` runs iteration w on worker w of numba's thread pool (started once,
+reused by every parallel region), and chunk(n, K, w) is fixed by n and K alone: which
+worker computes which output never depends on scheduling, and no two write the same
+element. K is the pool size set once at start-up (`gpt --threads K`); each public
+kernel passes it to its compiled body, because numba cannot cache code that asks for it
+itself. Compiled with fastmath, which lets LLVM vectorize the float32 reductions and
+changes the order of their additions: results match the serial kernels to a tolerance,
+not bit for bit.
+
+One rule the speed depends on: reduction loops run `for i in range(n)` from 0 with the
+offset in the index; LLVM leaves a `range(lo, hi)` reduction scalar (4x slower here).
+"""
+
+import math
+
+import numpy as np
+from numba import get_num_threads, njit, prange
+
+jit = njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
+GELU_SCALING_FACTOR = np.float32(math.sqrt(2.0 / math.pi))
+
+
+@njit(cache=True)
+def chunk(n, K, w):
+    """[lo, hi) of worker w's share of range(n): K contiguous ranges that tile it, sizes
+    differing by at most one."""
+    return w * n // K, (w + 1) * n // K
+
+
+def encoder_forward(out, inp, wte, wpe, B, T, C):
+    """out (B,T,C) = wte[inp] + wpe[t]; inp (B,T) int32 token ids, wte (Vp,C), wpe (maxT,C).
+    Workers split the B*T positions."""
+    _encoder_forward(out, inp, wte, wpe, B, T, C, get_num_threads())
+
+
+@jit
+def _encoder_forward(out, inp, wte, wpe, B, T, C, K):
+    for w in prange(K):
+        lo, hi = chunk(B * T, K, w)
+        for bt in range(lo, hi):
+            b, t = bt // T, bt % T
+            ix = inp[b, t]
+            for i in range(C):
+                out[b, t, i] = wte[ix, i] + wpe[t, i]
+
+
+def layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C):
+    """out (B,T,C) = (inp - mean) * rstd * weight + bias, per position; mean, rstd (B,T);
+    inp (B,T,C); weight, bias (C,). Workers split the B*T positions."""
+    _layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C, get_num_threads())
+
+
+@jit
+def _layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C, K):
+    eps = np.float32(1e-5)
+    for w in prange(K):
+        lo, hi = chunk(B * T, K, w)
+        for bt in range(lo, hi):
+            b, t = bt // T, bt % T
+            m = np.float32(0.0)
+            for i in range(C):
+                m += inp[b, t, i]
+            m = m / np.float32(C)
+            v = np.float32(0.0)
+            for i in range(C):
+                xshift = inp[b, t, i] - m
+                v += xshift * xshift
+            v = v / np.float32(C)
+            s = np.float32(1.0) / math.sqrt(v + eps)
+            for i in range(C):
+                out[b, t, i] = s * (inp[b, t, i] - m) * weight[i] + bias[i]
+            mean[b, t] = m
+            rstd[b, t] = s
+
+
+def matmul_forward(out, inp, weight, bias, B, T, C, OC):
+    """out (B,T,OC) = inp (B,T,C) @ weight (OC,C).T + bias (OC,); bias may be None.
+    Workers split the OC output channels, so each reads only its share of the weight."""
+    _matmul_forward(out, inp, weight, bias, B, T, C, OC, get_num_threads())
+
+
+@jit
+def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K):
+    # Tiles of 2 output channels x 4 positions: each weight value loaded serves 4
+    # positions and each input value 2 channels, 8 dot products in registers. Measured
+    # on the 124M shapes (dev/matmul_variants2.py): ~140 GFLOP/s at T >= 64 on 2 cores,
+    # against ~65 for one dot product at a time. At T = 1 (decoding) the 2 x 1 edge
+    # path reads the weights at memory bandwidth.
+    for w in prange(K):
+        lo, hi = chunk(OC, K, w)
+        for b in range(B):
+            o = lo
+            while o + 2 <= hi:
+                b0 = np.float32(0.0) if bias is None else bias[o]
+                b1 = np.float32(0.0) if bias is None else bias[o + 1]
+                t = 0
+                while t + 4 <= T:
+                    a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = np.float32(0.0)
+                    for i in range(C):
+                        w0, w1 = weight[o, i], weight[o + 1, i]
+                        x0, x1, x2, x3 = inp[b, t, i], inp[b, t + 1, i], inp[b, t + 2, i], inp[b, t + 3, i]
+                        a00 += x0 * w0
+                        a01 += x1 * w0
+                        a02 += x2 * w0
+                        a03 += x3 * w0
+                        a10 += x0 * w1
+                        a11 += x1 * w1
+                        a12 += x2 * w1
+                        a13 += x3 * w1
+                    out[b, t, o], out[b, t, o + 1] = a00 + b0, a10 + b1
+                    out[b, t + 1, o], out[b, t + 1, o + 1] = a01 + b0, a11 + b1
+                    out[b, t + 2, o], out[b, t + 2, o + 1] = a02 + b0, a12 + b1
+                    out[b, t + 3, o], out[b, t + 3, o + 1] = a03 + b0, a13 + b1
+                    t += 4
+                while t < T:  # the last T % 4 positions
+                    a0 = a1 = np.float32(0.0)
+                    for i in range(C):
+                        x = inp[b, t, i]
+                        a0 += x * weight[o, i]
+                        a1 += x * weight[o + 1, i]
+                    out[b, t, o], out[b, t, o + 1] = a0 + b0, a1 + b1
+                    t += 1
+                o += 2
+            if o < hi:  # an odd channel at the end of the chunk
+                b0 = np.float32(0.0) if bias is None else bias[o]
+                for t in range(T):
+                    a0 = np.float32(0.0)
+                    for i in range(C):
+                        a0 += inp[b, t, i] * weight[o, i]
+                    out[b, t, o] = a0 + b0
+
+
+def attention_forward(out, preatt, att, inp, B, T, C, NH):
+    """Causal self-attention for the last Tq of T positions, Tq = out.shape[1].
+    out (B,Tq,C); preatt, att (B,NH,Tq,T); inp (B,T,3C) the query, key and value vectors
+    of all T positions (see serial.attention_forward). Workers split the B*NH*Tq
+    (batch, head, query) triples, head-major, so that each gets whole heads when K
+    divides NH: later queries cost more, and a position-major split would give the
+    last worker the most work."""
+    _attention_forward(out, preatt, att, inp, B, T, C, NH, get_num_threads())
+
+
+@jit
+def _attention_forward(out, preatt, att, inp, B, T, C, NH, K):
+    Tq = out.shape[1]
+    hs = C // NH
+    scale = np.float32(1.0 / math.sqrt(np.float32(hs)))
+    for w in prange(K):
+        lo, hi = chunk(B * NH * Tq, K, w)
+        for item in range(lo, hi):
+            b, h, tq = item // (NH * Tq), (item // Tq) % NH, item % Tq
+            t = T - Tq + tq
+            q, k, v = h * hs, h * hs + C, h * hs + 2 * C
+            # pass 1: query . key, and the max for a stable softmax
+            maxval = np.float32(-np.inf)
+            for t2 in range(t + 1):
+                val = np.float32(0.0)
+                for i in range(hs):
+                    val += inp[b, t, q + i] * inp[b, t2, k + i]
+                val *= scale
+                maxval = max(maxval, val)
+                preatt[b, h, tq, t2] = val
+            # pass 2: exp and its sum
+            expsum = np.float32(0.0)
+            for t2 in range(t + 1):
+                expv = math.exp(preatt[b, h, tq, t2] - maxval)
+                expsum += expv
+                att[b, h, tq, t2] = expv
+            expsum_inv = np.float32(0.0) if expsum == 0.0 else np.float32(1.0) / expsum
+            # pass 3: normalize; the causal mask zeroes the future
+            for t2 in range(t + 1):
+                att[b, h, tq, t2] *= expsum_inv
+            for t2 in range(t + 1, T):
+                att[b, h, tq, t2] = np.float32(0.0)
+            # pass 4: the attention-weighted sum of the values
+            for i in range(hs):
+                out[b, tq, q + i] = np.float32(0.0)
+            for t2 in range(t + 1):
+                a = att[b, h, tq, t2]
+                for i in range(hs):
+                    out[b, tq, q + i] += a * inp[b, t2, v + i]
+
+
+def gelu_forward(out, inp, N):
+    """out (N,) = GELU(inp (N,)), the tanh approximation. Workers split N."""
+    _gelu_forward(out, inp, N, get_num_threads())
+
+
+@jit
+def _gelu_forward(out, inp, N, K):
+    for w in prange(K):
+        lo, hi = chunk(N, K, w)
+        for j in range(hi - lo):
+            x = inp[lo + j]
+            cube = np.float32(0.044715) * x * x * x
+            out[lo + j] = np.float32(0.5) * x * (np.float32(1.0) + math.tanh(GELU_SCALING_FACTOR * (x + cube)))
+
+
+def residual_forward(out, inp1, inp2, N):
+    """out (N,) = inp1 (N,) + inp2 (N,). Workers split N."""
+    _residual_forward(out, inp1, inp2, N, get_num_threads())
+
+
+@jit
+def _residual_forward(out, inp1, inp2, N, K):
+    for w in prange(K):
+        lo, hi = chunk(N, K, w)
+        for j in range(hi - lo):
+            out[lo + j] = inp1[lo + j] + inp2[lo + j]
+
+
+def softmax_forward(probs, logits, B, T, V, Vp):
+    """probs (B,T,Vp) = softmax of logits (B,T,Vp) over the first V entries; the padding
+    entries V..Vp-1 get probability 0. Workers split the B*T rows."""
+    _softmax_forward(probs, logits, B, T, V, Vp, get_num_threads())
+
+
+@jit
+def _softmax_forward(probs, logits, B, T, V, Vp, K):
+    for w in prange(K):
+        lo, hi = chunk(B * T, K, w)
+        for bt in range(lo, hi):
+            b, t = bt // T, bt % T
+            maxval = np.float32(-np.inf)
+            for i in range(V):
+                maxval = max(maxval, logits[b, t, i])
+            total = np.float32(0.0)
+            for i in range(V):
+                probs[b, t, i] = math.exp(logits[b, t, i] - maxval)
+                total += probs[b, t, i]
+            for i in range(V):
+                probs[b, t, i] /= total
+            for i in range(V, Vp):
+                probs[b, t, i] = np.float32(0.0)
