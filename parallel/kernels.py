@@ -84,20 +84,20 @@ def matmul_forward(out, inp, weight, bias, B, T, C, OC):
 
 @jit
 def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K):
-    # Tiles of 2 output channels x 4 positions: each weight value loaded serves 4
-    # positions and each input value 2 channels, 8 dot products in registers. Measured
-    # on the 124M shapes (dev/matmul_variants2.py): ~140 GFLOP/s at T >= 64 on 2 cores,
-    # against ~65 for one dot product at a time. At T = 1 (decoding) the 2 x 1 edge
-    # path reads the weights at memory bandwidth.
+    # Measured on the 124M shapes, 2 cores (dev/matmul_variants2.py, dev/matvec_variants.py):
+    # tiles of 2 output channels x 4 positions, where each weight value loaded serves 4
+    # positions and each input value 2 channels, reach ~140 GFLOP/s at T >= 64 against
+    # ~65 for one dot product at a time; but for decoding (T = 1) one dot product at a
+    # time reads the weights fastest, at ~94% of a plain read's bandwidth (2 at a time: 76%).
     for w in prange(K):
         lo, hi = chunk(OC, K, w)
+        pairs_end = lo + (hi - lo) // 2 * 2
+        T4 = T // 4 * 4
         for b in range(B):
-            o = lo
-            while o + 2 <= hi:
+            for o in range(lo, pairs_end, 2):
                 b0 = np.float32(0.0) if bias is None else bias[o]
                 b1 = np.float32(0.0) if bias is None else bias[o + 1]
-                t = 0
-                while t + 4 <= T:
+                for t in range(0, T4, 4):
                     a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = np.float32(0.0)
                     for i in range(C):
                         w0, w1 = weight[o, i], weight[o + 1, i]
@@ -114,19 +114,11 @@ def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K):
                     out[b, t + 1, o], out[b, t + 1, o + 1] = a01 + b0, a11 + b1
                     out[b, t + 2, o], out[b, t + 2, o + 1] = a02 + b0, a12 + b1
                     out[b, t + 3, o], out[b, t + 3, o + 1] = a03 + b0, a13 + b1
-                    t += 4
-                while t < T:  # the last T % 4 positions
-                    a0 = a1 = np.float32(0.0)
-                    for i in range(C):
-                        x = inp[b, t, i]
-                        a0 += x * weight[o, i]
-                        a1 += x * weight[o + 1, i]
-                    out[b, t, o], out[b, t, o + 1] = a0 + b0, a1 + b1
-                    t += 1
-                o += 2
-            if o < hi:  # an odd channel at the end of the chunk
+            # what the tiles left, one dot product at a time: the last T % 4 positions
+            # of each channel, and every position of an odd last channel
+            for o in range(lo, hi):
                 b0 = np.float32(0.0) if bias is None else bias[o]
-                for t in range(T):
+                for t in range(T4 if o < pairs_end else 0, T):
                     a0 = np.float32(0.0)
                     for i in range(C):
                         a0 += inp[b, t, i] * weight[o, i]
