@@ -8,7 +8,7 @@ MODEL_URL ?= https://huggingface.co/datasets/karpathy/llmc-starter-pack/resolve/
 # the stand-in for MODEL where GPT-2's weights cannot be downloaded: random, same shape
 RANDOM_MODEL ?= random_124M.bin
 
-.PHONY: install run test bench model random-model clean
+.PHONY: install run test bench scaling model random-model clean
 
 install: $(VENV)/.installed  ## .venv with the project (editable) and its test dependencies
 
@@ -25,7 +25,7 @@ run: install  ## the main job: "hello there" (31373 612) -> 8 more token ids, ti
 	  time $(BIN)/gpt --model $(MODEL) 31373 612; \
 	else \
 	  echo "make run: no GPT-2 weights, so running on RANDOM weights of GPT-2 124M's shape: the tokens mean nothing, the timing is real" >&2; \
-	  $(MAKE) --no-print-directory random-model; \
+	  $(MAKE) --no-print-directory random-model >&2; \
 	  time $(BIN)/gpt --model $(RANDOM_MODEL) 31373 612; \
 	fi
 
@@ -35,6 +35,9 @@ test: install  ## the test suite: small generated models, a few minutes on 2 cor
 bench: install random-model  ## benchmarks on a generated 124M-shape model (pytest-benchmark medians)
 	$(BIN)/python -m pytest benchmarks --benchmark-columns=median,min,max,rounds --benchmark-sort=name
 
+scaling: install random-model  ## speed-up vs workers K = 1 .. cores and 2x cores: a table and scaling.png
+	$(BIN)/python benchmarks/scaling.py --model $(RANDOM_MODEL) --plot scaling.png
+
 model: install  ## download llm.c's gpt2_124M.bin (GPT-2 124M, version 3) into this folder
 	$(BIN)/gpt-checkpoint download $(MODEL) --url $(MODEL_URL)
 
@@ -42,5 +45,5 @@ random-model: install  ## a seeded random checkpoint of the 124M shape, for benc
 	@[ -f $(RANDOM_MODEL) ] || $(BIN)/gpt-checkpoint random $(RANDOM_MODEL) --shape 124M --confident
 
 clean:  ## remove the venv, caches and generated models (not a downloaded gpt2_124M.bin)
-	rm -rf $(VENV) *.egg-info .pytest_cache .benchmarks .hypothesis $(RANDOM_MODEL)
+	rm -rf $(VENV) *.egg-info .pytest_cache .benchmarks .hypothesis $(RANDOM_MODEL) scaling.png
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -105,7 +105,10 @@ def run(argv):
     if args.n > config.max_seq_len:
         parser.error(f"-n {args.n} is beyond the model's context of {config.max_seq_len} tokens")
 
-    kernels = load_backend(args.backend, args.threads)
+    try:
+        kernels = load_backend(args.backend, args.threads)
+    except ValueError as e:
+        parser.error(str(e))
     if args.profile:
         kernels = ProfiledKernels(kernels)
     recompute = args.recompute or args.backend == "serial"

@@ -29,6 +29,9 @@ def load_backend(name, threads=None):
     kernels = importlib.import_module(name)
     if threads:
         import numba
+        if threads > numba.config.NUMBA_NUM_THREADS:
+            raise ValueError(f"--threads {threads} is more than NUMBA_NUM_THREADS="
+                             f"{numba.config.NUMBA_NUM_THREADS} allows")
         numba.set_num_threads(threads)
     return kernels
 

@@ -1,5 +1,8 @@
-"""Benchmarks run on a seeded random checkpoint of GPT-2 124M's shape (`make random-model`)."""
+"""Benchmarks run on a seeded random checkpoint of GPT-2 124M's shape (`make random-model`).
+Each benchmark records its median in RESULTS; the end of the run prints what follows
+from them side by side: decode against the bandwidth floor, and the speed-ups."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -7,6 +10,7 @@ import pytest
 import checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = {}  # name -> median seconds (or bytes/s for "bandwidth")
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +20,45 @@ def model_124M():
         checkpoint.write_checkpoint(path, checkpoint.GPT2_124M,
                                     checkpoint.random_params(checkpoint.GPT2_124M, confident=True), 3)
     return checkpoint.load_checkpoint(path)
+
+
+@pytest.fixture
+def record(benchmark):
+    """record(name): keep this benchmark's median under `name` for the summary."""
+    def keep(name):
+        RESULTS[name] = benchmark.stats.stats.median
+    return keep
+
+
+def weight_bytes(config):
+    return checkpoint.num_parameters(config) * 4
+
+
+def pytest_terminal_summary(terminalreporter):
+    r = RESULTS
+    if not r:
+        return
+    line = terminalreporter.write_line
+    terminalreporter.section("what the medians say (124M shape, float32, this run)")
+    if "bandwidth" in r:
+        bw = r["bandwidth"]
+        floor = weight_bytes(checkpoint.GPT2_124M) / bw
+        line(f"memory read bandwidth: {bw / 1e9:.1f} GB/s with {os.cpu_count()} cores; "
+             f"one read of the 498 MB of weights: {1e3 * floor:.1f} ms (the decode floor)")
+        for ctx in (16, 512):
+            if f"decode@{ctx}" in r:
+                d = r[f"decode@{ctx}"]
+                line(f"decode at context {ctx}: {1e3 * d:.1f} ms/token = {100 * floor / d:.0f}% of the floor's speed")
+        if "job parallel" in r:
+            line(f"gpt.c job (2 in, 8 out; 8 weight reads): {1e3 * r['job parallel']:.0f} ms = "
+                 f"{r['job parallel'] / (8 * floor):.2f}x its floor of {1e3 * 8 * floor:.0f} ms")
+    for a, b in (("job serial", "job parallel"), ("job serial", "job parallel recompute"),
+                 ("job parallel recompute", "job parallel"), ("job torch", "job parallel")):
+        if a in r and b in r:
+            line(f"{b} vs {a}: {r[a] / r[b]:.1f}x faster ({1e3 * r[b]:.0f} vs {1e3 * r[a]:.0f} ms)")
+    for name in ("cold start", "warm start"):
+        if name in r:
+            line(f"{name}, whole process (gpt --model random_124M.bin 31373 612): {r[name]:.2f} s")
+    for T in (64, 256, 1024):
+        if f"prefill@{T}" in r:
+            line(f"prefill T={T}: {T / r[f'prefill@{T}']:.0f} tokens/s")

@@ -1,5 +1,6 @@
 """`gpt` as a user runs it: a subprocess, its stdout, stderr and exit code."""
 
+import os
 import subprocess
 import sys
 
@@ -27,10 +28,11 @@ def one_error_line(result, code):
 
 @pytest.mark.parametrize("prompt", [[17], [5, 100, 0, 42, 42, 3, 99, 1, 64], [31, 61]])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_tokens_match_the_numpy_reference(gpt, make_model, prompt, seed):
+@pytest.mark.parametrize("backend", ["parallel", "serial"])
+def test_tokens_match_the_numpy_reference(gpt, make_model, prompt, seed, backend):
     path = make_model(seed=seed, confident=True)
     expected = sample_gpt_c(load_checkpoint(path).params, SMALL, prompt, 10)[len(prompt):]
-    assert tokens_of(gpt("--model", path, *prompt)) == expected
+    assert tokens_of(gpt("--model", path, "--backend", backend, *prompt)) == expected
 
 
 @pytest.mark.parametrize("version", [1, 5])
@@ -118,7 +120,7 @@ def test_bad_model_files(gpt, tmp_path, make_model):
 def test_help(gpt):
     result = gpt("--help")
     assert result.returncode == 0
-    for word in ("TOKEN", "--model", "-n", "--backend", "gpt2_124M.bin"):
+    for word in ("TOKEN", "--model", "-n", "--backend", "--threads", "--recompute", "--profile", "gpt2_124M.bin"):
         assert word in result.stdout
 
 
@@ -131,3 +133,13 @@ def test_reader_that_leaves_early_is_not_an_error(make_model):
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0 and first.strip().isdigit()
     assert stderr == ""
+
+
+def test_a_second_call_compiles_nothing(gpt, make_model, tmp_path):
+    """numba's cache: the first process compiles and saves every kernel, the next loads."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_DEBUG_CACHE": "1"}
+    first = gpt("--model", make_model(), "1", "2", env=env)
+    second = gpt("--model", make_model(), "1", "2", env=env)
+    assert first.returncode == second.returncode == 0
+    assert "data saved" in first.stdout
+    assert "data saved" not in second.stdout and "data loaded" in second.stdout

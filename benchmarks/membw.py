@@ -1,0 +1,35 @@
+"""The machine's memory read bandwidth, as the weight reads of decoding see it: every
+core reading its share of an array much larger than the caches, vectorized."""
+
+import time
+
+import numpy as np
+from numba import get_num_threads, njit, prange
+
+from parallel import chunk
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _read(a, K):
+    """Sums a (n, C), each worker its contiguous share of the rows."""
+    sums = np.zeros(K, dtype=np.float32)
+    for w in prange(K):
+        lo, hi = chunk(a.shape[0], K, w)
+        total = np.float32(0.0)
+        for r in range(lo, hi):
+            for i in range(a.shape[1]):
+                total += a[r, i]
+        sums[w] = total
+    return sums.sum()
+
+
+def read_bandwidth(nbytes=640 << 20, rounds=9):
+    """Median bytes per second of `rounds` full reads of a fresh nbytes array."""
+    a = np.ones((nbytes // 4096, 1024), dtype=np.float32)
+    _read(a, get_num_threads())  # compile or load, and fault the pages in
+    seconds = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        _read(a, get_num_threads())
+        seconds.append(time.perf_counter() - start)
+    return a.nbytes / float(np.median(seconds))

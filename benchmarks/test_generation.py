@@ -1,0 +1,56 @@
+"""The jobs a user runs, on the 124M shape, model load and JIT excluded (warm-up rounds)."""
+
+import numpy as np
+import pytest
+
+from benchmarks.membw import read_bandwidth
+from gpt import generate
+from model import Activations, gpt2_forward, load_backend
+
+PROMPT = [31373, 612]  # "hello there", the gpt.c job: 2 tokens in, 8 out
+
+
+def test_bandwidth(benchmark, record):
+    """Not a job: the machine's read bandwidth, measured in the same run as the jobs."""
+    benchmark.group = "memory"
+    bandwidth = read_bandwidth()
+    benchmark.pedantic(lambda: None, rounds=1)
+    benchmark.extra_info["GB/s"] = round(bandwidth / 1e9, 1)
+    from benchmarks.conftest import RESULTS
+    RESULTS["bandwidth"] = bandwidth
+
+
+@pytest.mark.parametrize("backend,recompute,rounds", [("serial", True, 3), ("parallel", True, 5), ("parallel", False, 10)])
+def test_gpt_c_job(benchmark, record, model_124M, backend, recompute, rounds):
+    kernels = load_backend(backend)
+    benchmark.group = "gpt.c job: 2 tokens in, 8 out"
+    tokens = benchmark.pedantic(lambda: list(generate(kernels, model_124M, PROMPT, 10, recompute)),
+                                rounds=rounds, warmup_rounds=1)
+    assert len(tokens) == 8
+    record("job serial" if backend == "serial" else "job parallel recompute" if recompute else "job parallel")
+
+
+@pytest.mark.parametrize("context", [16, 512])
+def test_decode(benchmark, record, model_124M, context):
+    """One new position against a KV cache holding `context` positions."""
+    config, kernels = model_124M.config, load_backend("parallel")
+    acts = Activations(config, 1, context + 1)
+    inputs = np.arange(context + 1, dtype=np.int32).reshape(1, -1) % config.vocab_size
+    gpt2_forward(kernels, model_124M.params, config, acts, inputs, 1, context, last_only=True)  # the cache
+    benchmark.group = "decode: ms per token"
+    benchmark.pedantic(gpt2_forward, args=(kernels, model_124M.params, config, acts, inputs, 1, context + 1, context, True),
+                       rounds=20, warmup_rounds=2)
+    record(f"decode@{context}")
+
+
+@pytest.mark.parametrize("T,rounds", [(64, 5), (256, 3), (1024, 3)])
+def test_prefill(benchmark, record, model_124M, T, rounds):
+    """A T-token prompt in one pass, logits at the last position (what decoding needs)."""
+    config, kernels = model_124M.config, load_backend("parallel")
+    acts = Activations(config, 1, T)
+    inputs = np.arange(T, dtype=np.int32).reshape(1, T)
+    benchmark.group = "prefill"
+    benchmark.pedantic(gpt2_forward, args=(kernels, model_124M.params, config, acts, inputs, 1, T, 0, True),
+                       rounds=rounds, warmup_rounds=1)
+    benchmark.extra_info["tokens/s"] = round(T / benchmark.stats.stats.median)
+    record(f"prefill@{T}")

@@ -1,0 +1,71 @@
+"""The parallel backend as the scaling test sees it, minus the timings (which flake on
+shared machines): the static work split, and identical tokens for every pool size."""
+
+import os
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from checkpoint import load_checkpoint
+from conftest import ROOT, SMALL
+from parallel import chunk
+from reference import sample_gpt_c
+
+CORES = os.cpu_count()
+POOL_SIZES = sorted({1, 2, CORES, 2 * CORES})  # 2x cores: oversubscribed
+
+
+@given(st.integers(0, 10**7), st.integers(1, 300))
+def test_chunks_cover_every_index_exactly_once(n, K):
+    bounds = [chunk(n, K, w) for w in range(K)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(bounds[w][1] == bounds[w + 1][0] for w in range(K - 1))  # contiguous, no overlap
+    sizes = [hi - lo for lo, hi in bounds]
+    assert min(sizes) >= 0 and max(sizes) - min(sizes) <= 1  # balanced
+
+
+@pytest.mark.parametrize("prompt", [[17], [5, 100, 0, 42, 42, 3, 99, 1, 64], [31, 61]])
+def test_every_pool_size_prints_the_reference_tokens(gpt, make_model, prompt):
+    path = make_model(seed=1, confident=True)
+    expected = sample_gpt_c(load_checkpoint(path).params, SMALL, prompt, 10)[len(prompt):]
+    for K in POOL_SIZES:
+        for mode in ([], ["--recompute"]):
+            result = gpt("--model", path, "--threads", K, *mode, *prompt)
+            assert result.returncode == 0, result.stderr
+            assert list(map(int, result.stdout.split())) == expected, (K, mode)
+
+
+def test_scaling_machinery_in_small(make_model, tmp_path):
+    """benchmarks/scaling.py end to end on a tiny model: one process per K, the table,
+    the plot. Only what cannot flake is asserted: the tokens and the files."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import scaling
+    from test_make import VOCAB_50257
+
+    plot, lines = tmp_path / "scaling.png", []
+    results = scaling.scaling(make_model(VOCAB_50257, confident=True), POOL_SIZES, [31373, 612],
+                              rounds=1, plot=plot, log=lines.append)
+    for K in POOL_SIZES:
+        assert results[K]["tokens"] == results["serial"]["tokens"]
+        assert all(results[K][w] > 0 for w in scaling.WORKLOADS)
+    assert "tokens: identical for every K" in lines[-2]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["scaling.png"]
+
+
+def test_profile_names_every_kernel_on_stderr(gpt, make_model):
+    result = gpt("--model", make_model(), "--profile", "1", "2")
+    assert result.returncode == 0
+    assert len(result.stdout.split()) == 8  # stdout still holds only the tokens
+    for name in ("matmul_forward", "attention_forward", "layernorm_forward", "softmax_forward", "total"):
+        assert name in result.stderr
+
+
+def test_threads_must_be_positive_and_allowed(gpt, make_model):
+    result = gpt("--model", make_model(), "--threads", "0", "1")
+    assert result.returncode == 2 and "--threads must be at least 1" in result.stderr
+    capped = gpt("--model", make_model(), "--threads", "2", "1", env={**os.environ, "NUMBA_NUM_THREADS": "1"})
+    assert capped.returncode == 2 and len(capped.stderr.splitlines()) == 1
+    assert "NUMBA_NUM_THREADS" in capped.stderr
