@@ -84,13 +84,18 @@ def matmul_forward(out, inp, weight, bias, B, T, C, OC):
 
 @jit
 def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K):
-    # Measured on the 124M shapes, 2 cores (dev/matmul_variants2.py, dev/matvec_variants.py):
-    # tiles of 2 output channels x 4 positions, where each weight value loaded serves 4
-    # positions and each input value 2 channels, reach ~140 GFLOP/s at T >= 64 against
-    # ~65 for one dot product at a time; but for decoding (T = 1) one dot product at a
-    # time reads the weights fastest, at ~94% of a plain read's bandwidth (2 at a time: 76%).
+    # Measured on the 124M shapes, 2 cores (dev/matmul_*.py): tiles of 2 output channels
+    # x 4 positions, where each weight value loaded serves 4 positions and each input
+    # value 2 channels, reach ~130 GFLOP/s at T >= 64, against ~65 for one dot product at
+    # a time. Below 4 positions (decoding, T = 1) one dot product at a time reads the
+    # weights fastest, at ~94% of a plain read's bandwidth (2 at a time: 76%).
     for w in prange(K):
         lo, hi = chunk(OC, K, w)
+        if T < 4:
+            for b in range(B):
+                for o in range(lo, hi):
+                    _dot_rows(out, inp, weight, bias, b, o, 0, T, C)
+            continue
         pairs_end = lo + (hi - lo) // 2 * 2
         T4 = T // 4 * 4
         for b in range(B):
@@ -114,15 +119,23 @@ def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K):
                     out[b, t + 1, o], out[b, t + 1, o + 1] = a01 + b0, a11 + b1
                     out[b, t + 2, o], out[b, t + 2, o + 1] = a02 + b0, a12 + b1
                     out[b, t + 3, o], out[b, t + 3, o + 1] = a03 + b0, a13 + b1
-            # what the tiles left, one dot product at a time: the last T % 4 positions
-            # of each channel, and every position of an odd last channel
-            for o in range(lo, hi):
-                b0 = np.float32(0.0) if bias is None else bias[o]
-                for t in range(T4 if o < pairs_end else 0, T):
-                    a0 = np.float32(0.0)
-                    for i in range(C):
-                        a0 += inp[b, t, i] * weight[o, i]
-                    out[b, t, o] = a0 + b0
+                # the last T % 4 positions now, while the two weight rows are in L1: a
+                # later pass would read them from DRAM again (the LM head at T = 9: -20%)
+                _dot_rows(out, inp, weight, bias, b, o, T4, T, C)
+                _dot_rows(out, inp, weight, bias, b, o + 1, T4, T, C)
+            if pairs_end < hi:  # an odd last channel: every position
+                _dot_rows(out, inp, weight, bias, b, pairs_end, 0, T, C)
+
+
+@njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+def _dot_rows(out, inp, weight, bias, b, o, t_start, T, C):
+    """out[b, t, o] for t in [t_start, T), one dot product at a time."""
+    b0 = np.float32(0.0) if bias is None else bias[o]
+    for t in range(t_start, T):
+        a0 = np.float32(0.0)
+        for i in range(C):
+            a0 += inp[b, t, i] * weight[o, i]
+        out[b, t, o] = a0 + b0
 
 
 def attention_forward(out, preatt, att, inp, B, T, C, NH):
