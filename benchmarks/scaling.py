@@ -11,6 +11,8 @@ workloads, like for like:
 Each K runs in its own process: numba fixes its pool's maximum size at import
 (NUMBA_NUM_THREADS), so the oversubscribed point needs a fresh interpreter. Prints a
 table, checks that every K printed the same tokens as serial, and plots speed-up vs K.
+Each K also measures the memory read bandwidth its workers get: what decode, and the
+recompute job's short steps, scale with.
 
     python benchmarks/scaling.py [--model random_124M.bin] [--threads 1,2,4] [--plot scaling.png]
 """
@@ -44,11 +46,13 @@ def worker(backend, threads, model_path, prompt, rounds):
     """One process's measurements: {workload: median seconds, "tokens": {...}}."""
     import numpy as np
 
-    from checkpoint import load_checkpoint
+    from checkpoint import load_checkpoint, num_parameters
     from gpt import generate
+    from membw import read_bandwidth
     from model import Activations, gpt2_forward, load_backend
 
     kernels = load_backend(backend, threads)
+    checkpoint_bytes = lambda config: 4 * num_parameters(config)
     ckpt = load_checkpoint(model_path)
     config, params = ckpt.config, ckpt.params
     n = min(10, config.max_seq_len)
@@ -60,6 +64,9 @@ def worker(backend, threads, model_path, prompt, rounds):
     acts = Activations(config, 1, T)
     inputs = (np.arange(T, dtype=np.int32) % config.vocab_size).reshape(1, T)
     result["prefill"] = median_seconds(lambda: gpt2_forward(kernels, params, config, acts, inputs, 1, T, 0, True), rounds)
+
+    # the read bandwidth K workers get, on an array well past the caches
+    result["bandwidth"] = read_bandwidth(max(64 << 20, 5 * checkpoint_bytes(config) // 4), rounds=max(3, rounds))
 
     ctx = min(16, config.max_seq_len - 1)
     gpt2_forward(kernels, params, config, acts, inputs, 1, ctx, 0, True)  # the cache
@@ -96,11 +103,11 @@ def scaling(model_path, thread_counts, prompt, rounds, plot=None, log=print):
 def table(results, thread_counts):
     base, serial = results[thread_counts[0]], results["serial"]
     cores = os.cpu_count()
-    lines = [f"{'K':>6} " + "".join(f"| {w + ' ms':>13} {'vs K=1':>7} {'vs serial':>9} " for w in WORKLOADS)]
+    lines = [f"{'K':>6} " + "".join(f"| {w + ' ms':>13} {'vs K=1':>7} {'vs serial':>9} " for w in WORKLOADS) + "|   read bandwidth"]
     for K in thread_counts:
         r = results[K]
         cells = "".join(f"| {1e3 * r[w]:>13.1f} {base[w] / r[w]:>6.2f}x {serial[w] / r[w]:>8.1f}x " for w in WORKLOADS)
-        lines.append(f"{K:>6} {cells}" + ("  (oversubscribed)" if K > cores else ""))
+        lines.append(f"{K:>6} {cells}| {r['bandwidth'] / 1e9:>6.1f} GB/s" + ("  (oversubscribed)" if K > cores else ""))
     lines.append("serial " + "".join(f"| {1e3 * serial[w]:>13.1f} {'':>17} " for w in WORKLOADS))
     same = all(results[K]["tokens"] == serial["tokens"] for K in thread_counts)
     lines.append(f"tokens: {'identical for every K and serial, with and without the KV cache' if same else 'DIFFER'}")
