@@ -1,8 +1,9 @@
-"""A/B, interleaved: /tmp/kernels_before.py's matmul against parallel/kernels.py's."""
-import importlib.util, time, numpy as np
+"""A/B, interleaved: an older parallel/kernels.py's matmul (argv[1], e.g. from
+`git show REV:parallel/kernels.py > /tmp/old/kernels_old.py`) against the current one."""
+import importlib.util, sys, time, numpy as np
 import checkpoint
 from parallel.kernels import _matmul_forward as after
-spec = importlib.util.spec_from_file_location("before", "/tmp/kernels_before.py"); mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+spec = importlib.util.spec_from_file_location("before", sys.argv[1]); mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
 before = mod._matmul_forward
 p = checkpoint.load_checkpoint("random_124M.bin").params
 rng = np.random.default_rng(0)
