@@ -89,3 +89,15 @@ def test_parallel_matches_serial_for_every_pool_size(make_model, threads, versio
     finally:
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     np.testing.assert_allclose(logits, reference, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("length", range(1, 10))
+def test_every_prompt_length_gives_the_same_tokens_everywhere(make_model, length):
+    """serial (gpt.c's recompute) = parallel with the KV cache = parallel recomputing."""
+    from gpt import generate
+    ckpt = load_checkpoint(make_model(seed=2, confident=True))
+    prompt = [(7 * i + 3) % SMALL.vocab_size for i in range(length)]
+    reference = list(generate(load_backend("serial"), ckpt, prompt, 10, recompute=True))
+    assert len(reference) == 10 - length
+    for recompute in (False, True):
+        assert list(generate(load_backend("parallel"), ckpt, prompt, 10, recompute)) == reference
