@@ -16,6 +16,11 @@ SMALL = checkpoint.GPT2Config(max_seq_len=32, vocab_size=101, padded_vocab_size=
                               num_layers=2, num_heads=3, channels=36)
 
 
+# GPT-2's vocabulary with tiny layers: for prompts of real text ("hello there" is 31373 612)
+VOCAB_50257 = checkpoint.GPT2Config(max_seq_len=16, vocab_size=50257, padded_vocab_size=50304,
+                                    num_layers=1, num_heads=2, channels=16)
+
+
 @pytest.fixture(scope="session")
 def make_model(tmp_path_factory):
     """make_model(config=SMALL, version=3, seed=0, confident=False) -> path of a checkpoint,

