@@ -44,6 +44,15 @@ def gpt2_encoding():
                              special_tokens={openai_public.ENDOFTEXT: 50256}, explicit_n_vocab=50257)
 
 
+def decode_stream(encoding, tokens):
+    """Yields the text of each token as it comes; a token that ends inside a multi-byte
+    character yields "" and its bytes wait for the next one's."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for token in tokens:
+        yield decoder.decode(encoding.decode_single_token_bytes(token))
+    yield decoder.decode(b"", final=True)
+
+
 def complete(encoding, text, gpt_options, n, out):
     """Streams the completion of `text` to `out`; returns gpt's exit code (130 when
     interrupted). gpt's error line, if any, goes to stderr as it is."""
@@ -55,14 +64,13 @@ def complete(encoding, text, gpt_options, n, out):
     proc = subprocess.Popen([*GPT, *gpt_options, "-n", str(n), *map(str, ids)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
     try:
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # holds split characters
         tokens = 0
-        for line in proc.stdout:
-            out.write(decoder.decode(encoding.decode_single_token_bytes(int(line))))
+        for piece in decode_stream(encoding, (int(line) for line in proc.stdout)):
+            out.write(piece)
             out.flush()
             tokens += 1
-        if tokens:
-            out.write(decoder.decode(b"", final=True) + "\n")
+        if tokens > 1:  # the last piece is the decoder's flush, not a token
+            out.write("\n")
             out.flush()
         error = proc.stderr.read().decode(errors="replace").strip()
         code = proc.wait()

@@ -47,6 +47,16 @@ def test_round_trip(encoding, text):
     assert encoding.decode(encoding.encode(text, disallowed_special=())) == text
 
 
+def test_a_character_split_across_tokens_waits_for_its_last_byte(encoding):
+    text = "a🙂é"
+    tokens = encoding.encode(text)
+    assert any(b"\xf0" in encoding.decode_single_token_bytes(t) and len(encoding.decode_single_token_bytes(t)) < 4
+               for t in tokens), "the emoji should span tokens"
+    pieces = list(chat.decode_stream(encoding, tokens))
+    assert "".join(pieces) == text and "\ufffd" not in "".join(pieces)
+    assert "" in pieces  # a token that ended mid-character printed nothing yet
+
+
 def gpt_then_decode(encoding, model, text, n=10):
     """What `gpt` prints for the text's ids, decoded: what chat must show."""
     ids = encoding.encode(text)[-(n - 1):]
@@ -128,6 +138,21 @@ def test_ctrl_c_stops_a_completion_and_leaves_no_gpt(make_model):
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 130
+
+
+def test_arrow_up_recalls_the_last_line(encoding, make_model):
+    model = make_model(VOCAB_50257, confident=True)
+    expected = gpt_then_decode(encoding, model, "hello there").replace("\n", "\r\n")
+    child = spawn("--model", model)
+    child.sendline("hello there")
+    child.expect_exact(expected)
+    child.expect_exact("\r\n> ")
+    child.send("\x1b[A")  # the up arrow
+    child.sendline("")
+    child.expect_exact(expected)  # the same prompt again, from the history
+    child.expect_exact("\r\n> ")
+    child.sendeof()
+    child.expect(pexpect.EOF)
 
 
 def test_an_error_shows_its_line_and_the_prompt_comes_back(tmp_path):
