@@ -7,6 +7,8 @@ MODEL ?= gpt2_124M.bin
 MODEL_URL ?= https://huggingface.co/datasets/karpathy/llmc-starter-pack/resolve/main/gpt2_124M.bin
 # the stand-in for MODEL where GPT-2's weights cannot be downloaded: random, same shape
 RANDOM_MODEL ?= random_124M.bin
+# torch's CPU build, for the oracle tests against Hugging Face transformers
+TORCH_CPU := 2.13.0+cpu
 
 .PHONY: install run test bench scaling model random-model clean
 
@@ -17,6 +19,10 @@ $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip >&2
 	@$(BIN)/python -m pip install -q -e '.[test]' >&2
+	@# the oracle tests' torch: its CPU build only, pinned to the local version label so
+	@# that pip can never fall back on PyPI's CUDA build (several GB)
+	@$(BIN)/python -m pip install -q 'torch==$(TORCH_CPU)' transformers >&2 \
+	  || echo "make: torch $(TORCH_CPU) cannot be installed here: the oracle tests will skip" >&2
 	@touch $@
 
 run: install  ## the main job: "hello there" (31373 612) -> 8 more token ids, timed

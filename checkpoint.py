@@ -256,15 +256,13 @@ def download(out, url=STARTER_PACK_URL, timeout=10.0):
                                   f"llm.c's gpt2_124M.bin to {out.resolve()} by hand") from None
         with response, open(tmp, "wb") as f:
             total = int(response.headers.get("Content-Length") or 0)
-            done, last = 0, 0.0
+            done, progress = 0, Progress(out.name, total)
             while chunk := response.read(1 << 20):
                 f.write(chunk)
                 done += len(chunk)
-                if time.monotonic() - last > 0.2:
-                    last = time.monotonic()
-                    _progress(out.name, done, total)
-            _progress(out.name, done, total)
-            print(file=sys.stderr)
+                progress.update(done)
+            progress.update(done)
+            progress.close()
         if total and done != total:
             raise CheckpointError(f"download of {url} stopped at {done} of {total} bytes")
         version, config = read_header(tmp)
@@ -276,13 +274,25 @@ def download(out, url=STARTER_PACK_URL, timeout=10.0):
         tmp.unlink(missing_ok=True)
 
 
-def _progress(name, done, total):
-    if total:
-        bar = "#" * (30 * done // total)
-        print(f"\r{name} [{bar:<30}] {100 * done // total:3d}% {done / 1e6:.0f}/{total / 1e6:.0f} MB",
-              end="", file=sys.stderr, flush=True)
-    else:
-        print(f"\r{name} {done / 1e6:.0f} MB", end="", file=sys.stderr, flush=True)
+class Progress:
+    """A one-line progress bar on stderr, in MB, redrawn at most 5 times a second."""
+
+    def __init__(self, label, total):
+        self.label, self.total, self.last = label, total, 0.0
+
+    def update(self, done):
+        if time.monotonic() - self.last < 0.2 and done != self.total:
+            return
+        self.last = time.monotonic()
+        if self.total:
+            bar = "#" * (30 * done // self.total)
+            text = f"[{bar:<30}] {100 * done // self.total:3d}% {done / 1e6:.0f}/{self.total / 1e6:.0f} MB"
+        else:
+            text = f"{done / 1e6:.0f} MB"
+        print(f"\r{self.label} {text}", end="", file=sys.stderr, flush=True)
+
+    def close(self):
+        print(file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------

@@ -28,13 +28,19 @@ def make_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
     made = {}
 
-    def make(config=SMALL, version=3, seed=0, confident=False):
-        key = (config, version, seed, confident)
+    def make(config=SMALL, version=3, seed=0, confident=False, lively=False):
+        """lively: attention scores and GELU inputs of order 1 (GPT-2's init keeps them
+        near 0, where softmax is flat and GELU linear, and errors in either hide)."""
+        key = (config, version, seed, confident, lively)
         if key not in made:
             if version == 1:
                 config = checkpoint.GPT2Config(**{**config.__dict__, "padded_vocab_size": config.vocab_size})
+            params = checkpoint.random_params(config, seed, confident)
+            if lively:  # powers of two: the values stay bfloat16-exact
+                params["qkvw"] *= 8
+                params["fcw"] *= 32
             path = folder / f"model{len(made)}_v{version}.bin"
-            checkpoint.write_checkpoint(path, config, checkpoint.random_params(config, seed, confident), version)
+            checkpoint.write_checkpoint(path, config, params, version)
             made[key] = path
         return made[key]
 

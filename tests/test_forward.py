@@ -37,13 +37,15 @@ def cached_last_logits(backend, path, tokens, prefill):
 @pytest.mark.parametrize("version", [1, 3, 5])
 @pytest.mark.parametrize("tokens", [[7], [5, 100, 0, 42, 42, 3, 99, 1, 64]])
 def test_logits_match_numpy(backend, version, tokens, make_model):
-    ckpt, logits, probs = forward_logits(backend, make_model(version=version), tokens)
+    # confident and lively: logits ~20, attention and GELU off their flat and linear
+    # ranges, so that a small error in any kernel exceeds the tolerance
+    ckpt, logits, probs = forward_logits(backend, make_model(version=version, confident=True, lively=True), tokens)
     V = ckpt.config.vocab_size
     expected = gpt2_logits(ckpt.params, ckpt.config, np.array(tokens))  # (T, V)
     # float32 sums of at most 4C terms of order 1: errors near 1e-6, 1e-4 has margin
     np.testing.assert_allclose(logits[-1, :V], expected[-1], rtol=0, atol=1e-4)
     np.testing.assert_allclose(logits[:, :V], expected, rtol=0, atol=1e-4)
-    np.testing.assert_allclose(probs[-1, :V], softmax(expected[-1]), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(probs[-1, :V], softmax(expected[-1]), rtol=0, atol=1e-4)
 
 
 def test_versions_1_3_5_of_one_model_give_the_same_logits(make_model):

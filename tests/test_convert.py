@@ -1,0 +1,101 @@
+"""gpt-convert: llm.c <-> Hugging Face GPT-2 folders, numpy and safetensors only."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from checkpoint import load_checkpoint
+from conftest import ROOT, SMALL, run_cli
+
+CONVERT = [sys.executable, str(ROOT / "convert.py")]
+
+
+def convert(*args):
+    return run_cli(CONVERT, *args)
+
+
+@pytest.mark.parametrize("version", [1, 3, 5])
+def test_round_trip_is_byte_identical(make_model, tmp_path, version):
+    source = make_model(version=version)
+    assert convert(source, tmp_path / "hf").returncode == 0
+    back = tmp_path / "back.bin"
+    result = convert(tmp_path / "hf", back, "--version", version)
+    assert result.returncode == 0, result.stderr
+    assert back.read_bytes() == source.read_bytes()
+
+
+def test_exported_folder_is_hugging_face_gpt2(make_model, tmp_path):
+    convert(make_model(), tmp_path / "hf")
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert (config["model_type"], config["n_layer"], config["n_head"], config["n_embd"]) == ("gpt2", 2, 3, 36)
+    assert (config["vocab_size"], config["n_positions"], config["activation_function"]) == (101, 32, "gelu_new")
+    tensors = load_file(str(tmp_path / "hf" / "model.safetensors"))
+    ckpt = load_checkpoint(make_model())
+    assert tensors["transformer.wte.weight"].shape == (101, 36)  # no padding rows
+    # Conv1D weights are (in, out): llm.c's (out, in) transposed
+    np.testing.assert_array_equal(tensors["transformer.h.1.attn.c_attn.weight"], ckpt.params["qkvw"][1].T)
+    assert "lm_head.weight" not in tensors  # tied to wte
+
+
+def rewrite(folder, change):
+    """Edits a folder's model.safetensors in place: change(dict of tensors) -> dict."""
+    path = str(folder / "model.safetensors")
+    save_file(change(load_file(path)), path)
+
+
+def test_published_name_variants_are_accepted(make_model, tmp_path):
+    """No `transformer.` prefix, the old attention-mask buffers, a saved (tied) lm_head."""
+    hf = tmp_path / "hf"
+    convert(make_model(), hf)
+
+    def like_published(tensors):
+        out = {name.removeprefix("transformer."): t for name, t in tensors.items()}
+        for l in range(SMALL.num_layers):
+            out[f"h.{l}.attn.bias"] = np.tril(np.ones((1, 1, 32, 32), np.float32))
+            out[f"h.{l}.attn.masked_bias"] = np.array(-1e4, np.float32)
+        out["lm_head.weight"] = out["wte.weight"].copy()
+        return out
+
+    rewrite(hf, like_published)
+    result = convert(hf, tmp_path / "m.bin")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "m.bin").read_bytes() == make_model().read_bytes()
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda t: {**t, "transformer.h.0.mlp.c_fc.weight": t["transformer.h.0.mlp.c_fc.weight"].T.copy()},
+     "h.0.mlp.c_fc.weight has shape (144, 36), expected (36, 144)"),
+    (lambda t: {k: v for k, v in t.items() if k != "transformer.ln_f.bias"}, "has no ln_f.bias"),
+    (lambda t: {**t, "lm_head.weight": t["transformer.wte.weight"] + 1}, "lm_head.weight differs from wte.weight"),
+    (lambda t: {**t, "transformer.h.0.extra.weight": np.zeros(3, np.float32)}, "tensors GPT-2 does not have: h.0.extra.weight"),
+])
+def test_a_bad_folder_is_one_line_and_writes_nothing(make_model, tmp_path, change, message):
+    hf = tmp_path / "hf"
+    convert(make_model(), hf)
+    rewrite(hf, change)
+    result = convert(hf, tmp_path / "m.bin")
+    assert result.returncode == 1 and message in result.stderr
+    assert len([line for line in result.stderr.splitlines() if "error" in line]) == 1
+    assert not (tmp_path / "m.bin").exists() and not list(tmp_path.glob(".m.bin*"))
+
+
+def test_missing_files(tmp_path, make_model):
+    (tmp_path / "empty").mkdir()
+    result = convert(tmp_path / "empty", tmp_path / "m.bin")
+    assert result.returncode == 1 and "no config.json" in result.stderr
+    result = convert(tmp_path / "nothing.bin", tmp_path / "hf")
+    assert result.returncode == 1 and "no such model file" in result.stderr
+
+
+def test_a_converted_model_completes_like_the_original(gpt, make_model, tmp_path):
+    source = make_model(confident=True)
+    convert(source, tmp_path / "hf")
+    convert(tmp_path / "hf", tmp_path / "bf16.bin", "--version", "5")
+    original = gpt("--model", source, "5", "6")
+    converted = gpt("--model", tmp_path / "bf16.bin", "5", "6")
+    assert original.returncode == converted.returncode == 0
+    assert converted.stdout == original.stdout  # the generator's values are bfloat16-exact
