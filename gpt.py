@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 from checkpoint import DEFAULT_MODEL, ArgumentParser, CheckpointError, load_checkpoint
-from model import BACKENDS, Activations, ProfiledKernels, gpt2_forward, load_backend
+from model import BACKENDS, Activations, ProfiledKernels, gpt2_forward, load_backend, memory_of
 
 COIN = 0.5  # gpt.c samples with a fixed coin: the output is a function of the input
 
@@ -32,18 +32,19 @@ def generate(kernels, checkpoint, tokens, n, recompute=False):
     recompute: run the whole prefix every step, with logits at every position, as gpt.c
     does. Otherwise the prompt runs once and each later step runs only the new position
     against the KV cache, with logits at the last position only: same math, same tokens."""
-    config = checkpoint.config
+    config, memory = checkpoint.config, memory_of(kernels)
+    params = memory.upload(checkpoint.params)  # the GPU's copy of the weights, made once
     inputs = np.zeros((1, n), dtype=np.int32)
     inputs[0, :len(tokens)] = tokens
-    acts = Activations(config, 1, n - 1)
+    acts = Activations(config, 1, n - 1, memory.zeros)
     cached = 0  # positions whose keys and values are in acts
     for t in range(len(tokens), n):
         if recompute:
-            probs = gpt2_forward(kernels, checkpoint.params, config, acts, inputs, 1, t)
+            probs = gpt2_forward(kernels, params, config, acts, inputs, 1, t)
         else:
-            probs = gpt2_forward(kernels, checkpoint.params, config, acts, inputs, 1, t, cached, last_only=True)
+            probs = gpt2_forward(kernels, params, config, acts, inputs, 1, t, cached, last_only=True)
             cached = t
-        next_token = sample_mult(probs[0, -1], config.vocab_size, COIN)
+        next_token = sample_mult(memory.to_host(probs[0, -1]), config.vocab_size, COIN)
         inputs[0, t] = next_token
         yield next_token
 
@@ -59,9 +60,9 @@ def parse_args(argv):
                         help=f"llm.c checkpoint, version 1, 3 or 5 (default: {DEFAULT_MODEL})")
     parser.add_argument("-n", type=int, default=10, metavar="N",
                         help="tokens in total, the input included (default: 10, as gpt.c)")
-    parser.add_argument("--backend", choices=BACKENDS, default="parallel",
-                        help="kernels to run: parallel (default), or serial, llm.c's reference, "
-                             "which always recomputes as gpt.c does")
+    parser.add_argument("--backend", choices=list(BACKENDS), default="parallel",
+                        help="kernels to run: parallel (default); serial, llm.c's reference, "
+                             "which always recomputes as gpt.c does; cuda, on an NVIDIA GPU")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), metavar="K",
                         help=f"parallel backend: a static pool of K workers (default: the {os.cpu_count()} cores)")
     parser.add_argument("--recompute", action="store_true",
@@ -107,8 +108,9 @@ def run(argv):
 
     try:
         kernels = load_backend(args.backend, args.threads)
-    except ValueError as e:
-        parser.error(str(e))
+    except ValueError as e:  # no GPU, or more threads than numba allows
+        print(f"gpt: error: {e}", file=sys.stderr)
+        return 2
     if args.profile:
         kernels = ProfiledKernels(kernels)
     recompute = args.recompute or args.backend == "serial"

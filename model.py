@@ -14,7 +14,40 @@ import numpy as np
 
 KERNELS = ("encoder_forward", "layernorm_forward", "matmul_forward", "attention_forward",
            "gelu_forward", "residual_forward", "softmax_forward")
-BACKENDS = ("parallel", "serial")
+# backend name -> its folder (not `cuda/`: that name would shadow the CUDA bindings)
+BACKENDS = {"parallel": "parallel", "serial": "serial", "cuda": "gpu"}
+
+
+class HostMemory:
+    """Where the CPU backends' kernels find their data: the host's arrays, as they are. A
+    backend whose kernels run elsewhere (gpu) has a `memory` of its own with these four."""
+
+    @staticmethod
+    def upload(params):
+        return params
+
+    @staticmethod
+    def zeros(n):
+        return np.zeros(n, dtype=np.float32)
+
+    @staticmethod
+    def to_host(array):
+        return array
+
+    @staticmethod
+    def synchronize():
+        pass
+
+
+def available_backends():
+    """The backends this process can run: cuda only where numba sees a GPU (or its
+    simulator, NUMBA_ENABLE_CUDASIM=1)."""
+    from numba import cuda
+    return [name for name in BACKENDS if name != "cuda" or cuda.is_available()]
+
+
+def memory_of(kernels):
+    return getattr(kernels, "memory", HostMemory)
 
 
 def load_backend(name, threads=None):
@@ -22,11 +55,16 @@ def load_backend(name, threads=None):
     threads: the size K of the parallel backend's static worker pool, fixed here once."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
+    if name == "cuda":
+        from numba import cuda
+        if not cuda.is_available():
+            raise ValueError("no CUDA GPU found; use --backend parallel")
+        return importlib.import_module(BACKENDS[name])
     if threads and threads > (os.cpu_count() or 1) and "numba" not in sys.modules:
         # numba sizes its pool from this variable once, at import; it defaults to the
         # core count and set_num_threads cannot go past it (oversubscription runs)
         os.environ.setdefault("NUMBA_NUM_THREADS", str(threads))
-    kernels = importlib.import_module(name)
+    kernels = importlib.import_module(BACKENDS[name])
     if threads:
         import numba
         if threads > numba.config.NUMBA_NUM_THREADS:
@@ -62,10 +100,9 @@ class Activations:
     them with the shapes for Tq new of T positions, contiguous as the kernels expect
     (the cache's view `qkv[l]` of its first T positions is, for B = 1)."""
 
-    def __init__(self, config, B, maxT):
+    def __init__(self, config, B, maxT, zeros=HostMemory.zeros):
         self.config, self.maxT = config, maxT
-        self.flat = {name: np.zeros(int(np.prod(shape)), dtype=np.float32)
-                     for name, shape in activation_table(config, B, maxT, maxT)}
+        self.flat = {name: zeros(int(np.prod(shape))) for name, shape in activation_table(config, B, maxT, maxT)}
         self.qkv = self.flat["qkv"].reshape(config.num_layers, B, maxT, 3 * config.channels)
 
     def shaped(self, B, Tq, T):
@@ -127,13 +164,17 @@ class ProfiledKernels:
 
     def __init__(self, kernels):
         self.kernels, self.first, self.rest, self.calls = kernels, {}, {}, {}
+        self.memory = memory_of(kernels)
 
     def __getattr__(self, name):
         kernel = getattr(self.kernels, name)
+        if name not in KERNELS:
+            return kernel
 
         def timed(*args):
             start = time.perf_counter()
             kernel(*args)
+            self.memory.synchronize()  # GPU launches return at once: time the work
             seconds = time.perf_counter() - start
             if name in self.first:
                 self.rest[name] = self.rest.get(name, 0.0) + seconds

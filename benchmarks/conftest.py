@@ -15,6 +15,10 @@ RESULTS = {}  # name -> median seconds (or bytes/s for "bandwidth")
 
 @pytest.fixture(scope="session")
 def model_124M():
+    """GPT_BENCH_MODEL=path runs the benchmarks' code on another checkpoint (a quick check
+    of the code itself, e.g. under the CUDA simulator); the figures are the 124M shape's."""
+    if "GPT_BENCH_MODEL" in os.environ:
+        return checkpoint.load_checkpoint(os.environ["GPT_BENCH_MODEL"])
     path = ROOT / "random_124M.bin"
     if not path.exists():
         checkpoint.write_checkpoint(path, checkpoint.GPT2_124M,
@@ -62,3 +66,15 @@ def pytest_terminal_summary(terminalreporter):
     for T in (64, 256, 1024):
         if f"prefill@{T}" in r:
             line(f"prefill T={T}: {T / r[f'prefill@{T}']:.0f} tokens/s")
+    if "gpu bandwidth" in r:
+        floor = weight_bytes(checkpoint.GPT2_124M) / r["gpu bandwidth"]
+        line(f"GPU read bandwidth: {r['gpu bandwidth'] / 1e9:.0f} GB/s; decode floor {1e3 * floor:.2f} ms/token")
+        for ctx in (16, 512):
+            if f"gpu decode@{ctx}" in r:
+                d = r[f"gpu decode@{ctx}"]
+                cpu = f" (CPU parallel: {r[f'decode@{ctx}'] / d:.1f}x slower)" if f"decode@{ctx}" in r else ""
+                line(f"GPU decode at context {ctx}: {1e3 * d:.2f} ms/token = {100 * floor / d:.0f}% of its floor{cpu}")
+        for T in (64, 256, 1024):
+            if f"gpu prefill@{T}" in r:
+                cpu = f" (CPU parallel: {r[f'prefill@{T}'] / r[f'gpu prefill@{T}']:.1f}x slower)" if f"prefill@{T}" in r else ""
+                line(f"GPU prefill T={T}: {T / r[f'gpu prefill@{T}']:.0f} tokens/s{cpu}")

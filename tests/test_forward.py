@@ -5,8 +5,10 @@ import pytest
 
 from checkpoint import load_checkpoint
 from conftest import SMALL
-from model import BACKENDS, Activations, gpt2_forward, load_backend
+from model import Activations, available_backends, gpt2_forward, load_backend
 from reference import gpt2_logits, softmax
+
+BACKENDS = available_backends()  # cuda where a GPU or numba's simulator is
 
 
 def forward_logits(backend, path, tokens, max_T=None):
