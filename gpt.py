@@ -2,9 +2,11 @@
 
     gpt 31373 612          # "hello there" -> 8 more token ids, one per line
 
-n = 10 tokens in total, the input included. Each step runs the forward pass over the
-tokens so far and samples the next one from the last position's distribution with
-gpt.c's fixed coin of 0.5. Tokens go to stdout as they come; everything else to stderr.
+n = 10 tokens in total, the input included. Each step samples the next token from the
+last position's distribution with gpt.c's fixed coin of 0.5. gpt.c runs the forward pass
+over all the tokens so far every step (--recompute, and always the serial backend); by
+default the prompt runs once and each step runs only its new position against a KV
+cache: the same tokens. Tokens go to stdout as they come; everything else to stderr.
 """
 
 import os

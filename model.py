@@ -1,7 +1,8 @@
 """The GPT-2 forward pass, written once: llm.c's gpt2_forward over any backend's kernels.
 
-A backend is a module (`serial`, later `parallel` and `gpu`) that exposes the functions
-named in KERNELS with llm.c's signatures. The driver owns the activation buffers and
+A backend is a module (`serial`, `parallel`, `gpu`) that exposes the functions named in
+KERNELS with llm.c's signatures, and, if its kernels keep their data elsewhere, a `memory`
+(see HostMemory). The driver owns the activation buffers, among them the KV cache, and
 calls the kernels layer by layer; it does no arithmetic of its own.
 """
 

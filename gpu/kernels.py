@@ -65,36 +65,24 @@ def _on_device(array):
     return cuda.to_device(np.ascontiguousarray(array)) if isinstance(array, np.ndarray) else array
 
 
+SUM, MAX = False, True  # what _block_reduce computes
+
+
 @cuda.jit(device=True)
-def _block_sum(shared, value):
-    """The sum of `value` over the block's threads, via shared memory (a tree)."""
+def _block_reduce(shared, value, take_max):
+    """The sum (or the max) of `value` over the block's threads: a tree in shared memory."""
     tid = cuda.threadIdx.x
     shared[tid] = value
     cuda.syncthreads()
     stride = THREADS // 2
     while stride > 0:
         if tid < stride:
-            shared[tid] += shared[tid + stride]
-        cuda.syncthreads()
-        stride //= 2
-    total = shared[0]
-    cuda.syncthreads()  # shared is reused by the next reduction
-    return total
-
-
-@cuda.jit(device=True)
-def _block_max(shared, value):
-    tid = cuda.threadIdx.x
-    shared[tid] = value
-    cuda.syncthreads()
-    stride = THREADS // 2
-    while stride > 0:
-        if tid < stride:
-            shared[tid] = max(shared[tid], shared[tid + stride])
+            other = shared[tid + stride]
+            shared[tid] = max(shared[tid], other) if take_max else shared[tid] + other
         cuda.syncthreads()
         stride //= 2
     result = shared[0]
-    cuda.syncthreads()
+    cuda.syncthreads()  # shared is reused by the next reduction
     return result
 
 
@@ -125,12 +113,12 @@ def _layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C):
     partial = float32(0.0)
     for i in range(tid, C, THREADS):
         partial += inp[b, t, i]
-    m = _block_sum(shared, partial) / float32(C)
+    m = _block_reduce(shared, partial, SUM) / float32(C)
     partial = float32(0.0)
     for i in range(tid, C, THREADS):
         xshift = inp[b, t, i] - m
         partial += xshift * xshift
-    v = _block_sum(shared, partial) / float32(C)
+    v = _block_reduce(shared, partial, SUM) / float32(C)
     s = float32(1.0) / math.sqrt(v + float32(1e-5))
     for i in range(tid, C, THREADS):
         out[b, t, i] = s * (inp[b, t, i] - m) * weight[i] + bias[i]
@@ -195,14 +183,14 @@ def _attention_forward(out, preatt, att, inp, B, T, Tq, C, NH, scale):
         val *= scale
         preatt[b, h, tq, t2] = val
         local_max = max(local_max, val)
-    maxval = _block_max(shared, local_max)
+    maxval = _block_reduce(shared, local_max, MAX)
     # pass 2: exp and its sum
     partial = float32(0.0)
     for t2 in range(tid, t + 1, THREADS):
         expv = math.exp(preatt[b, h, tq, t2] - maxval)
         att[b, h, tq, t2] = expv
         partial += expv
-    expsum = _block_sum(shared, partial)
+    expsum = _block_reduce(shared, partial, SUM)
     expsum_inv = float32(0.0) if expsum == 0.0 else float32(1.0) / expsum
     # pass 3: normalize; the causal mask zeroes the future
     for t2 in range(tid, T, THREADS):
@@ -255,13 +243,13 @@ def _softmax_forward(probs, logits, B, T, V, Vp):
     local_max = float32(-math.inf)
     for i in range(tid, V, THREADS):
         local_max = max(local_max, logits[b, t, i])
-    maxval = _block_max(shared, local_max)
+    maxval = _block_reduce(shared, local_max, MAX)
     partial = float32(0.0)
     for i in range(tid, V, THREADS):
         e = math.exp(logits[b, t, i] - maxval)
         probs[b, t, i] = e
         partial += e
-    total = _block_sum(shared, partial)
+    total = _block_reduce(shared, partial, SUM)
     for i in range(tid, Vp, THREADS):
         probs[b, t, i] = probs[b, t, i] / total if i < V else float32(0.0)
 
