@@ -102,7 +102,7 @@ class Activations:
     (the cache's view `qkv[l]` of its first T positions is, for B = 1)."""
 
     def __init__(self, config, B, maxT, zeros=HostMemory.zeros):
-        self.config, self.maxT = config, maxT
+        self.config = config
         self.flat = {name: zeros(int(np.prod(shape))) for name, shape in activation_table(config, B, maxT, maxT)}
         self.qkv = self.flat["qkv"].reshape(config.num_layers, B, maxT, 3 * config.channels)
 
