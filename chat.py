@@ -11,7 +11,6 @@ completion, Ctrl-C at the prompt or Ctrl-D exits. `--once TEXT` completes one te
 stdin is not a terminal, each line is a prompt.
 """
 
-import argparse
 import codecs
 import importlib.util
 import subprocess
@@ -21,6 +20,9 @@ from pathlib import Path
 import tiktoken
 import tiktoken.load
 from tiktoken_ext import openai_public
+
+from checkpoint import ArgumentParser
+from model import BACKENDS
 
 GPT = [sys.executable, str(Path(__file__).resolve().with_name("gpt.py"))]
 
@@ -89,10 +91,10 @@ def complete(encoding, text, gpt_options, n, out):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="gpt-chat", description="Type text, read GPT-2's continuation "
+    parser = ArgumentParser(prog="gpt-chat", description="Type text, read GPT-2's continuation "
                                      "(the gpt CLI completes it; tiktoken encodes and decodes).")
-    parser.add_argument("--model", help="llm.c checkpoint (default: gpt's, gpt2_124M.bin in the current folder)")
-    parser.add_argument("--backend", help="gpt's kernels: parallel or serial")
+    parser.add_argument("--model", metavar="PATH", help="llm.c checkpoint (default: gpt's, gpt2_124M.bin in the current folder)")
+    parser.add_argument("--backend", choices=list(BACKENDS), help="gpt's kernels (default: gpt's, parallel)")
     parser.add_argument("--threads", type=int, metavar="K", help="gpt's worker pool size")
     parser.add_argument("-n", type=int, default=10, metavar="N",
                         help="tokens in total, the text's included (default: 10, as gpt.c)")
