@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 MODEL ?= gpt2_124M.bin
-MODEL_URL ?= https://huggingface.co/datasets/karpathy/llmc-starter-pack/resolve/main/gpt2_124M.bin
+# where `make model` downloads from: empty means checkpoint.py's default, llm.c's starter pack
+MODEL_URL ?=
 # the stand-in for MODEL where GPT-2's weights cannot be downloaded: random, same shape
 RANDOM_MODEL ?= random_124M.bin
 # torch's CPU build, for the oracle tests against Hugging Face transformers
@@ -26,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 run: install  ## the main job: "hello there" (31373 612) -> 8 more token ids, timed
-	@if [ -f $(MODEL) ] || $(BIN)/gpt-checkpoint download $(MODEL) --url $(MODEL_URL); then \
+	@if [ -f $(MODEL) ] || $(BIN)/gpt-checkpoint download $(MODEL) $(if $(MODEL_URL),--url $(MODEL_URL)); then \
 	  echo "gpt --model $(MODEL) 31373 612" >&2; \
 	  time $(BIN)/gpt --model $(MODEL) 31373 612; \
 	else \
@@ -45,7 +46,7 @@ scaling: install random-model  ## speed-up vs workers K = 1 .. cores and 2x core
 	$(BIN)/python benchmarks/scaling.py --model $(RANDOM_MODEL) --plot scaling.png
 
 model: install  ## download llm.c's gpt2_124M.bin (GPT-2 124M, version 3) into this folder
-	$(BIN)/gpt-checkpoint download $(MODEL) --url $(MODEL_URL)
+	$(BIN)/gpt-checkpoint download $(MODEL) $(if $(MODEL_URL),--url $(MODEL_URL))
 
 random-model: install  ## a seeded random checkpoint of the 124M shape, for benchmarks
 	@[ -f $(RANDOM_MODEL) ] || $(BIN)/gpt-checkpoint random $(RANDOM_MODEL) --shape 124M --confident

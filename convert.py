@@ -67,9 +67,9 @@ def hf_to_llmc(src, dst, version=3):
     progress = Progress(f"{src.name} -> {Path(dst).name}", sum(t.nbytes for t in tensors.values()))
     for name, shape in parameter_table(config):
         hf_name, conv1d = HF_NAMES[name]
-        layers = [tensors.pop(hf_name.format(l=l), None) for l in range(config.num_layers)] if "{l}" in hf_name \
-            else [tensors.pop(hf_name, None)]
-        want = shape[1:] if "{l}" in hf_name else shape
+        per_layer = "{l}" in hf_name
+        layers = [tensors.pop(hf_name.format(l=l), None) for l in range(config.num_layers if per_layer else 1)]
+        want = shape[1:] if per_layer else shape
         if name == "wte":
             want = (config.vocab_size, config.channels)  # unpadded in HF
         hf_want = want[::-1] if conv1d else want
@@ -80,7 +80,7 @@ def hf_to_llmc(src, dst, version=3):
             if tensor.shape != hf_want:
                 raise ConversionError(f"{src}: {where} has shape {tensor.shape}, expected {hf_want} for {config}")
             done += tensor.nbytes
-        stacked = np.stack([t.T if conv1d else t for t in layers]) if "{l}" in hf_name else layers[0]
+        stacked = np.stack([t.T if conv1d else t for t in layers]) if per_layer else layers[0]
         params[name] = np.asarray(stacked, dtype=np.float32)
         progress.update(done)
     progress.close()
