@@ -1,23 +1,24 @@
-"""gpt-convert: Hugging Face GPT-2 folders <-> llm.c checkpoints, with numpy and safetensors.
+"""gpt-convert: Hugging Face GPT-2 folders <-> llm.c checkpoints, with numpy alone.
 
     gpt-convert HF_FOLDER model.bin [--version 3|5|1]   # config.json + model.safetensors -> llm.c
     gpt-convert model.bin HF_FOLDER                     # llm.c -> config.json + model.safetensors
 
 Hugging Face's GPT-2 uses Conv1D layers, whose weights are stored (in, out); llm.c's are
 (out, in). The LM head is tied to the token embedding in both. llm.c pads the vocabulary
-with zero rows (to a multiple of 128: 50257 -> 50304); config.json keeps the padded size
-under `llmc_padded_vocab_size`, so that llm.c -> HF -> llm.c gives the same bytes back.
+with zero rows (checkpoint.padded_vocab); config.json keeps the padded size under
+`llmc_padded_vocab_size`, so that llm.c -> HF -> llm.c gives the same bytes back. Both
+directions hold one layer in memory at a time, and check everything they can (the
+config, every name and shape) before they write.
 """
 
 import json
 import os
-import sys
+import re
 from pathlib import Path
 
-import numpy as np
-
-from checkpoint import (STORAGE_DTYPE, ArgumentParser, CheckpointError, GPT2Config, Progress,
-                        load_checkpoint, parameter_table, write_checkpoint)
+from . import cli
+from .cli import Failure
+from .files import Missing, open_regular
 
 # llm.c name -> (Hugging Face name, with {l} for the layer; stored (in, out) by Conv1D)
 HF_NAMES = {
@@ -32,82 +33,147 @@ HF_NAMES = {
 }
 PREFIX = "transformer."  # GPT2LMHeadModel's names carry it, GPT2Model's do not
 BUFFERS = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers of older exports: not weights
+CONFIG_FIELDS = {"max_seq_len": "n_positions", "vocab_size": "vocab_size", "num_layers": "n_layer",
+                 "num_heads": "n_head", "channels": "n_embd"}
 
 
-class ConversionError(Exception):
-    """A source that cannot be converted; the message is one line."""
+def read_hf_config(path, version):
+    """config.json -> GPT2Config, checked by the loader's rules (checkpoint.config_problem)."""
+    from .checkpoint import GPT2Config, config_problem, padded_vocab
+
+    with open_hf_file(path) as f:
+        text = f.read((1 << 20) + 1)
+    if len(text) > 1 << 20:
+        raise Failure(f"{path}: over 1 MB: not a GPT-2 config.json")
+    try:
+        hf = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise Failure(f"{path}: not JSON") from None
+    if not isinstance(hf, dict):
+        raise Failure(f"{path}: not a JSON object (is this a GPT-2 config.json?)")
+    fields = {}
+    for field, key in CONFIG_FIELDS.items():
+        if key not in hf:
+            raise Failure(f"{path}: no {key} (is this a GPT-2 config.json?)")
+        fields[field] = hf[key]
+    fields["padded_vocab_size"] = hf.get("llmc_padded_vocab_size", None)
+    V = fields["vocab_size"]
+    if version == 1 or fields["padded_vocab_size"] is None:
+        fields["padded_vocab_size"] = V if version == 1 or type(V) is not int else padded_vocab(V)
+    config = GPT2Config(**fields)
+    problem = config_problem(config, version)
+    if problem:
+        names = {"maxT": "n_positions", "V": "vocab_size", "Vp": "llmc_padded_vocab_size", "L": "n_layer",
+                 "NH": "n_head", "C": "n_embd"}
+        problem = re.sub(r"\b(maxT|Vp|V|L|NH|C)\b(?= =)", lambda m: names[m.group(1)], problem)
+        raise Failure(f"{path}: {problem}")
+    return config
+
+
+def open_hf_file(path):
+    try:
+        return open_regular(path, path.name)
+    except Missing:
+        raise Failure(f"{path.parent}: no {path.name}: a Hugging Face GPT-2 folder holds config.json "
+                      "and model.safetensors") from None
+
+
+def hf_tensors(src, config):
+    """{llm.c-side Hugging Face name (no prefix): safetensors name} of src/model.safetensors,
+    checked against config: every tensor there, of its shape, and no other."""
+    import numpy as np
+
+    from .safetensors_format import SafetensorsFile
+
+    open_hf_file(src / "model.safetensors").close()
+    st = SafetensorsFile(src / "model.safetensors")
+    names = {}
+    for name in st.entries:
+        if name.endswith(BUFFERS):
+            continue
+        short = name.removeprefix(PREFIX)
+        if short in names:  # both transformer.X and X
+            if not np.array_equal(st.float32(names[short]), st.float32(name)):
+                raise Failure(f"{src}: both {PREFIX}{short} and {short}, with different values")
+            continue
+        names[short] = name
+    if "lm_head.weight" in names:  # a tied head, when saved, is a copy of wte
+        if "wte.weight" in names and not np.array_equal(st.float32(names.pop("lm_head.weight")),
+                                                        st.float32(names["wte.weight"])):
+            raise Failure(f"{src}: lm_head.weight differs from wte.weight; llm.c ties them")
+        names.pop("lm_head.weight", None)
+    layers = {int(m.group(1)) for name in names if (m := re.match(r"h\.(\d+)\.", name))}
+    if layers != set(range(len(layers))) or len(layers) != config.num_layers:
+        raise Failure(f"{src}: config.json says n_layer = {config.num_layers}, model.safetensors holds "
+                      f"{len(layers)} layers" + ("" if layers == set(range(len(layers))) else f" numbered up to {max(layers)}"))
+    for name, shape in expected_shapes(config).items():
+        stored = names.pop(name, None)
+        if stored is None:
+            raise Failure(f"{src}: model.safetensors has no {name}")
+        if st.shape(stored) != shape:
+            raise Failure(f"{src}: {name} has shape {st.shape(stored)}, expected {shape} for {config}")
+        st.check_float(stored)
+    if names:
+        raise Failure(f"{src}: tensors GPT-2 does not have: {', '.join(sorted(names)[:5])}")
+    return st
+
+
+def expected_shapes(config):
+    """Hugging Face name -> its shape there (Conv1D's (in, out); wte unpadded)."""
+    from .checkpoint import parameter_table
+
+    shapes = {}
+    for name, shape in parameter_table(config):
+        hf_name, conv1d = HF_NAMES[name]
+        per_layer = "{l}" in hf_name
+        want = shape[1:] if per_layer else shape
+        if name == "wte":
+            want = (config.vocab_size, config.channels)
+        for l in range(config.num_layers if per_layer else 1):
+            shapes[hf_name.format(l=l)] = want[::-1] if conv1d else want
+    return shapes
 
 
 def hf_to_llmc(src, dst, version=3):
     """A Hugging Face GPT-2 folder -> an llm.c checkpoint (written atomically)."""
-    from safetensors.numpy import load_file
+    import numpy as np
+
+    from .checkpoint import file_size, write_checkpoint
 
     src = Path(src)
-    try:
-        hf = json.loads((src / "config.json").read_text())
-        tensors = load_file(str(src / "model.safetensors"))
-    except FileNotFoundError as e:
-        raise ConversionError(f"{src}: no {Path(e.filename).name}: a Hugging Face GPT-2 folder holds "
-                              "config.json and model.safetensors") from None
-    except (OSError, ValueError, json.JSONDecodeError) as e:
-        raise ConversionError(f"{src}: cannot read: {e}") from None
-    try:
-        V = hf["vocab_size"]
-        config = GPT2Config(max_seq_len=hf["n_positions"], vocab_size=V,
-                            padded_vocab_size=V if version == 1 else hf.get("llmc_padded_vocab_size", -(-V // 128) * 128),
-                            num_layers=hf["n_layer"], num_heads=hf["n_head"], channels=hf["n_embd"])
-    except KeyError as e:
-        raise ConversionError(f"{src / 'config.json'}: no {e} (is this a GPT-2 config?)") from None
+    refuse_overwriting([src / "config.json", src / "model.safetensors"], [dst])
+    config = read_hf_config(src / "config.json", version)
+    st = hf_tensors(src, config)
+    full = {name.removeprefix(PREFIX): name for name in st.entries}
 
-    tensors = {name.removeprefix(PREFIX): t for name, t in tensors.items() if not name.endswith(BUFFERS)}
-    if "lm_head.weight" in tensors:  # a tied head, when saved, is a copy of wte
-        if not np.array_equal(tensors.pop("lm_head.weight"), tensors.get("wte.weight")):
-            raise ConversionError(f"{src}: lm_head.weight differs from wte.weight; llm.c ties them")
-    params, done = {}, 0
-    progress = Progress(f"{src.name} -> {Path(dst).name}", sum(t.nbytes for t in tensors.values()))
-    for name, shape in parameter_table(config):
-        hf_name, conv1d = HF_NAMES[name]
-        per_layer = "{l}" in hf_name
-        layers = [tensors.pop(hf_name.format(l=l), None) for l in range(config.num_layers if per_layer else 1)]
-        want = shape[1:] if per_layer else shape
-        if name == "wte":
-            want = (config.vocab_size, config.channels)  # unpadded in HF
-        hf_want = want[::-1] if conv1d else want
-        for l, tensor in enumerate(layers):
-            where = hf_name.format(l=l)
-            if tensor is None:
-                raise ConversionError(f"{src}: model.safetensors has no {where}")
-            if tensor.shape != hf_want:
-                raise ConversionError(f"{src}: {where} has shape {tensor.shape}, expected {hf_want} for {config}")
-            done += tensor.nbytes
-        stacked = np.stack([t.T if conv1d else t for t in layers]) if per_layer else layers[0]
-        params[name] = np.asarray(stacked, dtype=np.float32)
-        progress.update(done)
-    progress.close()
-    if tensors:
-        raise ConversionError(f"{src}: tensors GPT-2 does not have: {', '.join(sorted(tensors)[:5])}")
-    padding = config.padded_vocab_size - config.vocab_size
-    params["wte"] = np.pad(params["wte"], ((0, padding), (0, 0)))
-    write_checkpoint(dst, config, params, version)
+    def pieces():
+        for name, (hf_name, conv1d) in HF_NAMES.items():
+            for l in range(config.num_layers if "{l}" in hf_name else 1):
+                tensor = st.float32(full[hf_name.format(l=l)])
+                yield name, tensor.T if conv1d else tensor
+            if name == "wte" and config.padded_vocab_size > config.vocab_size:
+                yield name, np.zeros((config.padded_vocab_size - config.vocab_size, config.channels), np.float32)
+
+    with cli.Progress(f"{src.name} -> {Path(dst).name}", file_size(config, version)) as progress:
+        write_checkpoint(dst, config, pieces(), version, progress.update)
     return config
 
 
 def llmc_to_hf(src, dst):
     """An llm.c checkpoint -> a Hugging Face GPT-2 folder (config.json + model.safetensors)."""
-    from safetensors.numpy import save_file
+    from .checkpoint import load_checkpoint
+    from .files import atomic_output
+    from .safetensors_format import write_safetensors
 
+    dst = Path(dst)
+    refuse_overwriting([src], [dst / "model.safetensors", dst / "config.json"])
     ckpt = load_checkpoint(src)
     c, p = ckpt.config, ckpt.params
-    tensors, done = {}, 0
-    padding_bytes = 4 * (c.padded_vocab_size - c.vocab_size) * c.channels  # not exported
-    progress = Progress(f"{Path(src).name} -> {Path(dst).name}", sum(p[name].nbytes for name in HF_NAMES) - padding_bytes)
+    tensors = {}
     for name, (hf_name, conv1d) in HF_NAMES.items():
-        tensor = p[name][:c.vocab_size] if name == "wte" else p[name]
+        tensor = p[name][:c.vocab_size] if name == "wte" else p[name]  # the padding is not exported
         for l, layer in enumerate(tensor if "{l}" in hf_name else [tensor]):
-            tensors[PREFIX + hf_name.format(l=l)] = np.ascontiguousarray(layer.T if conv1d else layer)
-        done += tensor.nbytes
-        progress.update(done)
-    progress.close()
+            tensors[PREFIX + hf_name.format(l=l)] = layer.T if conv1d else layer
     config = {
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
         "vocab_size": c.vocab_size, "n_positions": c.max_seq_len, "n_ctx": c.max_seq_len,
@@ -116,47 +182,43 @@ def llmc_to_hf(src, dst):
         "bos_token_id": 50256, "eos_token_id": 50256, "torch_dtype": "float32",
         "llmc_padded_vocab_size": c.padded_vocab_size,
     }
-    dst = Path(dst)
-    dst.mkdir(parents=True, exist_ok=True)
-    umask = os.umask(0o022)
-    os.umask(umask)
-    for name, write in (("model.safetensors", lambda path: save_file(tensors, path, metadata={"format": "pt"})),
-                        ("config.json", lambda path: Path(path).write_text(json.dumps(config, indent=2) + "\n"))):
-        tmp = dst / f".{name}.tmp{os.getpid()}"
-        try:
-            write(str(tmp))
-            os.chmod(tmp, 0o666 & ~umask)  # safetensors creates its files private
-            os.replace(tmp, dst / name)
-        finally:
-            tmp.unlink(missing_ok=True)
+    try:
+        dst.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise Failure(f"{dst}: cannot make the folder: {e.strerror}") from None
+    with atomic_output(dst / "model.safetensors") as tmp, open(tmp, "wb") as f:
+        write_safetensors(f, tensors, metadata={"format": "pt"})
+    with atomic_output(dst / "config.json") as tmp:
+        tmp.write_text(json.dumps(config, indent=2) + "\n")
     return c
 
 
-def main(argv=None):
-    parser = ArgumentParser(prog="gpt-convert", description="Convert GPT-2 weights between a Hugging Face folder "
-                            "(config.json + model.safetensors) and an llm.c checkpoint; the direction follows SRC.")
+def refuse_overwriting(reads, writes):
+    """Refuses a destination that is (or links to) a file the conversion reads."""
+    for w in writes:
+        for r in reads:
+            try:
+                same = os.path.samefile(r, w)
+            except OSError:  # one of them does not exist
+                same = False
+            if same:
+                raise Failure(f"{w}: is the source {r}, which the conversion reads; write elsewhere", code=2)
+
+
+def run(argv):
+    parser = cli.ArgumentParser(prog="gpt-convert", description="Convert GPT-2 weights between a Hugging Face folder "
+                                "(config.json + model.safetensors) and an llm.c checkpoint; the direction follows SRC.")
     parser.add_argument("src", help="a Hugging Face GPT-2 folder, or an llm.c checkpoint file")
     parser.add_argument("dst", help="the llm.c checkpoint to write, or the folder to write")
-    parser.add_argument("--version", type=int, choices=sorted(STORAGE_DTYPE), default=3,
+    parser.add_argument("--version", type=int, choices=[3, 5, 1], default=3,
                         help="llm.c version to write: 3 float32 (default), 5 bfloat16, 1 float32 unpadded")
     args = parser.parse_args(argv)
-    try:
-        if Path(args.src).is_dir():
-            config = hf_to_llmc(args.src, args.dst, args.version)
-        else:
-            config = llmc_to_hf(args.src, args.dst)
-    except (ConversionError, CheckpointError) as e:
-        print(f"gpt-convert: error: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"gpt-convert: error: {e.filename or args.dst}: {e.strerror}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ngpt-convert: interrupted", file=sys.stderr)
-        return 130
-    print(f"wrote {args.dst}: {config}", file=sys.stderr)
+    if Path(args.src).is_dir():
+        config = hf_to_llmc(args.src, args.dst, args.version)
+    else:
+        config = llmc_to_hf(args.src, args.dst)
+    cli.say(f"wrote {args.dst}: {config}")
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+main = cli.command("gpt-convert", run)

@@ -7,76 +7,59 @@ last position's distribution with gpt.c's fixed coin of 0.5. gpt.c runs the forw
 over all the tokens so far every step (--recompute, and always the serial backend); by
 default the prompt runs once and each step runs only its new position against a KV
 cache: the same tokens. Tokens go to stdout as they come; everything else to stderr.
+
+The command line only: the model, its generation loop and the sampler are model.py's
+and sampler.py's. numpy and numba are imported inside run(), after cli.command() has
+taken over Ctrl-C and SIGTERM.
 """
 
 import os
-import re
 import sys
 
-import numpy as np
+if __name__ == "__main__" and not __package__:  # `python gpt.py` in a checkout
+    from _checkout import run_as_package
+    sys.exit(run_as_package("gpt"))
 
-from checkpoint import DEFAULT_MODEL, ArgumentParser, CheckpointError, load_checkpoint
-from model import BACKENDS, Activations, ProfiledKernels, gpt2_forward, load_backend, memory_of
+from . import cli  # noqa: E402  (after the checkout's bootstrap above)
 
-COIN = 0.5  # gpt.c samples with a fixed coin: the output is a function of the input
-
-
-def sample_mult(probabilities, n, coin):
-    """gpt.c's sampler: the first i with coin < cdf[i], the CDF summed in float32 from
-    index 0 (np.cumsum accumulates sequentially, as the C loop does); n-1 if none is."""
-    cdf = np.cumsum(probabilities[:n], dtype=np.float32)
-    i = int(np.argmax(cdf > np.float32(coin)))  # the first True, or 0 when there is none
-    return i if cdf[i] > np.float32(coin) else n - 1
-
-
-def generate(kernels, checkpoint, tokens, n, recompute=False):
-    """Yields the n - len(tokens) tokens that follow `tokens`, one forward pass each.
-    recompute: run the whole prefix every step, with logits at every position, as gpt.c
-    does. Otherwise the prompt runs once and each later step runs only the new position
-    against the KV cache, with logits at the last position only: same math, same tokens."""
-    config, memory = checkpoint.config, memory_of(kernels)
-    params = memory.upload(checkpoint.params)  # the GPU's copy of the weights, made once
-    inputs = np.zeros((1, n), dtype=np.int32)
-    inputs[0, :len(tokens)] = tokens
-    acts = Activations(config, 1, n - 1, memory.zeros)
-    cached = 0  # positions whose keys and values are in acts
-    for t in range(len(tokens), n):
-        if recompute:
-            probs = gpt2_forward(kernels, params, config, acts, inputs, 1, t)
-        else:
-            probs = gpt2_forward(kernels, params, config, acts, inputs, 1, t, cached, last_only=True)
-            cached = t
-        next_token = sample_mult(memory.to_host(probs[0, -1]), config.vocab_size, COIN)
-        inputs[0, t] = next_token
-        yield next_token
+DEFAULT_MODEL = "gpt2_124M.bin"
 
 
 def parse_args(argv):
-    parser = ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="gpt",
         description="Complete a sequence of GPT-2 token ids to N tokens in total, as gpt.c does: "
                     "one new token id per line on stdout.",
-        epilog="example: gpt 31373 612   (\"hello there\"; chat.py takes text instead)")
+        epilog="exit codes: 0 done; 1 gpt.c's two errors, or a bad model file or an unwritable stdout; "
+               "2 a bad argument; 130 Ctrl-C, 143 SIGTERM; 141 stdout's reader left. "
+               "example: gpt 31373 612   (\"hello there\"; chat.py takes text instead)")
     parser.add_argument("tokens", nargs="*", metavar="TOKEN", help="GPT-2 token ids, 0 <= id < vocab size")
     parser.add_argument("--model", default=DEFAULT_MODEL, metavar="PATH",
                         help=f"llm.c checkpoint, version 1, 3 or 5 (default: {DEFAULT_MODEL})")
-    parser.add_argument("-n", type=int, default=10, metavar="N",
+    parser.add_argument("-n", type=cli.integer(1, 2**31 - 1), default=10, metavar="N",
                         help="tokens in total, the input included (default: 10, as gpt.c)")
-    parser.add_argument("--backend", choices=list(BACKENDS), default="parallel",
+    parser.add_argument("--backend", choices=list(cli.BACKENDS), default="parallel",
                         help="kernels to run: parallel (default); serial, llm.c's reference, "
                              "which always recomputes as gpt.c does; cuda, on an NVIDIA GPU")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), metavar="K",
-                        help=f"parallel backend: a static pool of K workers (default: the {os.cpu_count()} cores)")
+    parser.add_argument("--threads", type=cli.integer(1, cli.max_threads()), default=os.cpu_count(), metavar="K",
+                        help=f"parallel backend: a static pool of K workers, 1 to {cli.max_threads()} "
+                             f"(4 per core; default: the {os.cpu_count()} cores)")
     parser.add_argument("--recompute", action="store_true",
                         help="run the whole prefix every step, as gpt.c does, instead of using a KV cache")
     parser.add_argument("--profile", action="store_true",
                         help="print the time spent in each kernel on stderr at the end")
-    args = parser.parse_args(argv)
-    if args.n < 1:
-        parser.error(f"-n must be at least 1, not {args.n}")
-    if args.threads < 1:
-        parser.error(f"--threads must be at least 1, not {args.threads}")
-    return parser, args
+    return parser, parser.parse_args(argv)
+
+
+def parse_token(parser, text):
+    """A token id as an int, or float('inf') for one too long to be an id of any model."""
+    digits = text.removeprefix("-")
+    if not (digits.isdecimal() and digits.isascii()):
+        parser.error(f"token {cli.shorten(text)!r} is not an integer")
+    if text.startswith("-"):
+        parser.error(f"token {cli.shorten(text)} is negative; token ids are 0 or more")
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else float("inf")
 
 
 def run(argv):
@@ -88,52 +71,35 @@ def run(argv):
     if len(args.tokens) > args.n - 1:
         print("Too many tokens.", file=sys.stderr)
         return 1
-    for text in args.tokens:
-        if not re.fullmatch(r"-?[0-9]+", text):
-            parser.error(f"token {text!r} is not an integer")
-        if int(text) < 0:
-            parser.error(f"token {text} is negative; token ids are 0 or more")
-    tokens = [int(text) for text in args.tokens]
+    tokens = [parse_token(parser, text) for text in args.tokens]
+    cli.flush_stdout()  # stdout closed or full: say so before the model is loaded
 
+    from .checkpoint import MissingCheckpoint, load_checkpoint
     try:
         checkpoint = load_checkpoint(args.model)
-    except CheckpointError as e:
-        print(f"gpt: error: {e}", file=sys.stderr)
-        return 1
+    except MissingCheckpoint as e:
+        raise cli.Failure(f"{e}; `make model` downloads GPT-2 124M, or pass --model PATH") from None
     config = checkpoint.config
-    for token in tokens:
+    for token, text in zip(tokens, args.tokens):
         if token >= config.vocab_size:
-            parser.error(f"token {token} is out of range: {args.model} has a vocabulary of "
+            parser.error(f"token {cli.shorten(text)} is out of range: {args.model} has a vocabulary of "
                          f"{config.vocab_size} (ids 0..{config.vocab_size - 1})")
     if args.n > config.max_seq_len:
         parser.error(f"-n {args.n} is beyond the model's context of {config.max_seq_len} tokens")
 
+    from .model import ProfiledKernels, generate, load_backend
     try:
         kernels = load_backend(args.backend, args.threads)
     except ValueError as e:  # no GPU, or more threads than numba allows
-        print(f"gpt: error: {e}", file=sys.stderr)
-        return 2
+        raise cli.Failure(str(e), code=2) from None
     if args.profile:
         kernels = ProfiledKernels(kernels)
     recompute = args.recompute or args.backend == "serial"
     for token in generate(kernels, checkpoint, tokens, args.n, recompute):
-        print(token, flush=True)  # callers read tokens as they come
+        cli.out(f"{token}\n")  # flushed: callers read tokens as they come
     if args.profile:
         print(kernels.report(), file=sys.stderr)
     return 0
 
 
-def main(argv=None):
-    try:
-        return run(argv)
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        # the reader left (gpt ... | head -1): not an error; point stdout at /dev/null so
-        # that the interpreter's final flush does not complain either
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+main = cli.command("gpt", run)

@@ -7,16 +7,18 @@ calls the kernels layer by layer; it does no arithmetic of its own.
 """
 
 import importlib
+import math
 import os
 import sys
 import time
 
 import numpy as np
 
+from .cli import BACKENDS, max_threads, need_memory
+from .sampler import COIN, sample_mult
+
 KERNELS = ("encoder_forward", "layernorm_forward", "matmul_forward", "attention_forward",
            "gelu_forward", "residual_forward", "softmax_forward")
-# backend name -> its folder (not `cuda/`: that name would shadow the CUDA bindings)
-BACKENDS = {"parallel": "parallel", "serial": "serial", "cuda": "gpu"}
 
 
 class HostMemory:
@@ -60,12 +62,15 @@ def load_backend(name, threads=None):
         from numba import cuda
         if not cuda.is_available():
             raise ValueError("no CUDA GPU found; use --backend parallel")
-        return importlib.import_module(BACKENDS[name])
+        return importlib.import_module(f"{__package__}.{BACKENDS[name]}")
+    if threads and threads > max_threads():
+        raise ValueError(f"--threads {threads} is more than this machine allows: at most {max_threads()} "
+                         f"(4 per core, {os.cpu_count()} cores)")
     if threads and threads > (os.cpu_count() or 1) and "numba" not in sys.modules:
         # numba sizes its pool from this variable once, at import; it defaults to the
         # core count and set_num_threads cannot go past it (oversubscription runs)
         os.environ.setdefault("NUMBA_NUM_THREADS", str(threads))
-    kernels = importlib.import_module(BACKENDS[name])
+    kernels = importlib.import_module(f"{__package__}.{BACKENDS[name]}")
     if threads:
         import numba
         if threads > numba.config.NUMBA_NUM_THREADS:
@@ -103,11 +108,13 @@ class Activations:
 
     def __init__(self, config, B, maxT, zeros=HostMemory.zeros):
         self.config = config
-        self.flat = {name: zeros(int(np.prod(shape))) for name, shape in activation_table(config, B, maxT, maxT)}
+        table = activation_table(config, B, maxT, maxT)
+        need_memory(4 * sum(math.prod(shape) for _, shape in table), f"{B} x {maxT} positions' activations")
+        self.flat = {name: zeros(math.prod(shape)) for name, shape in table}
         self.qkv = self.flat["qkv"].reshape(config.num_layers, B, maxT, 3 * config.channels)
 
     def shaped(self, B, Tq, T):
-        views = {name: self.flat[name][:int(np.prod(shape))].reshape(shape)
+        views = {name: self.flat[name][:math.prod(shape)].reshape(shape)
                  for name, shape in activation_table(self.config, B, Tq, T) if name != "qkv"}
         views["qkv"] = self.qkv[:, :, :T]
         return views
@@ -157,6 +164,29 @@ def gpt2_forward(kernels, params, config, acts, inputs, B, T, T0=0, last_only=Fa
     kernels.matmul_forward(logits, lnf, p["wte"], None, B, Tl, C, Vp)
     kernels.softmax_forward(probs, logits, B, Tl, V, Vp)
     return probs
+
+
+def generate(kernels, checkpoint, tokens, n, recompute=False):
+    """Yields the n - len(tokens) tokens that follow `tokens`, one forward pass each,
+    sampled as gpt.c does. recompute: run the whole prefix every step, with logits at
+    every position, as gpt.c does. Otherwise the prompt runs once and each later step
+    runs only the new position against the KV cache, with logits at the last position
+    only: same math, same tokens."""
+    config, memory = checkpoint.config, memory_of(kernels)
+    params = memory.upload(checkpoint.params)  # the GPU's copy of the weights, made once
+    inputs = np.zeros((1, n), dtype=np.int32)
+    inputs[0, :len(tokens)] = tokens
+    acts = Activations(config, 1, n - 1, memory.zeros)
+    cached = 0  # positions whose keys and values are in acts
+    for t in range(len(tokens), n):
+        if recompute:
+            probs = gpt2_forward(kernels, params, config, acts, inputs, 1, t)
+        else:
+            probs = gpt2_forward(kernels, params, config, acts, inputs, 1, t, cached, last_only=True)
+            cached = t
+        next_token = sample_mult(memory.to_host(probs[0, -1]), config.vocab_size, COIN)
+        inputs[0, t] = next_token
+        yield next_token
 
 
 class ProfiledKernels:

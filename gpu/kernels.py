@@ -87,8 +87,7 @@ def _block_reduce(shared, value, take_max):
 
 
 def encoder_forward(out, inp, wte, wpe, B, T, C):
-    """out (B,T,C) = wte[inp] + wpe[t]; inp (B,T) int32 token ids, wte (Vp,C), wpe (maxT,C).
-    A thread per output element."""
+    """serial.encoder_forward; a thread per output element."""
     _encoder_forward[_grid(B * T * C), THREADS](out, _on_device(inp), wte, wpe, B, T, C)
 
 
@@ -101,8 +100,7 @@ def _encoder_forward(out, inp, wte, wpe, B, T, C):
 
 
 def layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C):
-    """out (B,T,C) = (inp - mean) * rstd * weight + bias, per position; mean, rstd (B,T);
-    inp (B,T,C); weight, bias (C,). A block per position, its sums reduced in shared memory."""
+    """serial.layernorm_forward; a block per position, its sums reduced in shared memory."""
     _layernorm_forward[B * T, THREADS](out, mean, rstd, inp, weight, bias, B, T, C)
 
 
@@ -128,8 +126,7 @@ def _layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C):
 
 
 def matmul_forward(out, inp, weight, bias, B, T, C, OC):
-    """out (B,T,OC) = inp (B,T,C) @ weight (OC,C).T + bias (OC,); bias may be None.
-    Shared-memory tiles: a block computes TILE positions x TILE output channels, staging
+    """serial.matmul_forward in shared-memory tiles: a block computes TILE positions x TILE output channels, staging
     TILE-wide slices of both operands in shared memory so each is read once per block."""
     grid = (_grid(OC, TILE), _grid(B * T, TILE))
     has_bias = bias is not None
@@ -158,9 +155,7 @@ def _matmul_forward(out, inp, weight, bias, has_bias, B, T, C, OC):
 
 
 def attention_forward(out, preatt, att, inp, B, T, C, NH):
-    """Causal self-attention for the last Tq of T positions, Tq = out.shape[1].
-    out (B,Tq,C); preatt, att (B,NH,Tq,T); inp (B,T,3C) the query, key and value vectors
-    of all T positions (see serial.attention_forward). A block per (batch, query, head):
+    """serial.attention_forward; a block per (batch, query, head):
     its threads share the keys, and the softmax's max and sum are reduced in shared memory."""
     Tq = out.shape[1]
     scale = np.float32(1.0 / math.sqrt(np.float32(C // NH)))
@@ -205,7 +200,7 @@ def _attention_forward(out, preatt, att, inp, B, T, Tq, C, NH, scale):
 
 
 def gelu_forward(out, inp, N):
-    """out (N,) = GELU(inp (N,)), the tanh approximation. A thread per element."""
+    """serial.gelu_forward; a thread per element."""
     _gelu_forward[_grid(N), THREADS](out, inp, N)
 
 
@@ -219,7 +214,7 @@ def _gelu_forward(out, inp, N):
 
 
 def residual_forward(out, inp1, inp2, N):
-    """out (N,) = inp1 (N,) + inp2 (N,). A thread per element."""
+    """serial.residual_forward; a thread per element."""
     _residual_forward[_grid(N), THREADS](out, inp1, inp2, N)
 
 
@@ -231,8 +226,7 @@ def _residual_forward(out, inp1, inp2, N):
 
 
 def softmax_forward(probs, logits, B, T, V, Vp):
-    """probs (B,T,Vp) = softmax of logits (B,T,Vp) over the first V entries; the padding
-    gets probability 0. A block per row, its max and sum reduced in shared memory."""
+    """serial.softmax_forward; a block per row, its max and sum reduced in shared memory."""
     _softmax_forward[B * T, THREADS](probs, logits, B, T, V, Vp)
 
 

@@ -31,8 +31,7 @@ def chunk(n, K, w):
 
 
 def encoder_forward(out, inp, wte, wpe, B, T, C):
-    """out (B,T,C) = wte[inp] + wpe[t]; inp (B,T) int32 token ids, wte (Vp,C), wpe (maxT,C).
-    Workers split the B*T positions."""
+    """serial.encoder_forward; workers split the B*T positions."""
     _encoder_forward(out, inp, wte, wpe, B, T, C, get_num_threads())
 
 
@@ -48,8 +47,7 @@ def _encoder_forward(out, inp, wte, wpe, B, T, C, K):
 
 
 def layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C):
-    """out (B,T,C) = (inp - mean) * rstd * weight + bias, per position; mean, rstd (B,T);
-    inp (B,T,C); weight, bias (C,). Workers split the B*T positions."""
+    """serial.layernorm_forward; workers split the B*T positions."""
     _layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C, get_num_threads())
 
 
@@ -77,8 +75,8 @@ def _layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C, K):
 
 
 def matmul_forward(out, inp, weight, bias, B, T, C, OC):
-    """out (B,T,OC) = inp (B,T,C) @ weight (OC,C).T + bias (OC,); bias may be None.
-    Workers split the OC output channels, so each reads only its share of the weight."""
+    """serial.matmul_forward; workers split the OC output channels, so each reads only
+    its share of the weight."""
     _matmul_forward(out, inp, weight, bias, B, T, C, OC, get_num_threads())
 
 
@@ -139,9 +137,7 @@ def _dot_rows(out, inp, weight, bias, b, o, t_start, T, C):
 
 
 def attention_forward(out, preatt, att, inp, B, T, C, NH):
-    """Causal self-attention for the last Tq of T positions, Tq = out.shape[1].
-    out (B,Tq,C); preatt, att (B,NH,Tq,T); inp (B,T,3C) the query, key and value vectors
-    of all T positions (see serial.attention_forward). Workers split the B*NH*Tq
+    """serial.attention_forward; workers split the B*NH*Tq
     (batch, head, query) triples, head-major, so that each gets whole heads when K
     divides NH: later queries cost more, and a query-major split would give the last
     worker the most work."""
@@ -204,7 +200,7 @@ def _attention_forward(out, preatt, att, inp, B, T, C, NH, K):
 
 
 def gelu_forward(out, inp, N):
-    """out (N,) = GELU(inp (N,)), the tanh approximation. Workers split N."""
+    """serial.gelu_forward; workers split N."""
     _gelu_forward(out, inp, N, get_num_threads())
 
 
@@ -219,7 +215,7 @@ def _gelu_forward(out, inp, N, K):
 
 
 def residual_forward(out, inp1, inp2, N):
-    """out (N,) = inp1 (N,) + inp2 (N,). Workers split N."""
+    """serial.residual_forward; workers split N."""
     _residual_forward(out, inp1, inp2, N, get_num_threads())
 
 
@@ -232,8 +228,7 @@ def _residual_forward(out, inp1, inp2, N, K):
 
 
 def softmax_forward(probs, logits, B, T, V, Vp):
-    """probs (B,T,Vp) = softmax of logits (B,T,Vp) over the first V entries; the padding
-    entries V..Vp-1 get probability 0. Workers split the B*T rows."""
+    """serial.softmax_forward; workers split the B*T rows."""
     _softmax_forward(probs, logits, B, T, V, Vp, get_num_threads())
 
 

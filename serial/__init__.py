@@ -1,7 +1,5 @@
-"""The serial backend: llm.c's kernels, one function each, the reference for the others."""
+"""The serial backend: llm.c's kernels (model.KERNELS), one function each, the
+specification and the reference for the other backends."""
 
-from .kernels import (attention_forward, encoder_forward, gelu_forward, layernorm_forward,
+from .kernels import (attention_forward, encoder_forward, gelu_forward, layernorm_forward,  # noqa: F401
                       matmul_forward, residual_forward, softmax_forward)
-
-__all__ = ["encoder_forward", "layernorm_forward", "matmul_forward", "attention_forward",
-           "gelu_forward", "residual_forward", "softmax_forward"]

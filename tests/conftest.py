@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import checkpoint
+from gptpy import checkpoint, gpt_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +35,7 @@ def make_model(tmp_path_factory):
         if key not in made:
             if version == 1:
                 config = checkpoint.GPT2Config(**{**config.__dict__, "padded_vocab_size": config.vocab_size})
-            params = checkpoint.random_params(config, seed, confident)
+            params = gpt_checkpoint.random_params(config, seed, confident)
             if lively:  # powers of two: the values stay bfloat16-exact
                 params["qkvw"] *= 8
                 params["fcw"] *= 32
@@ -47,10 +47,16 @@ def make_model(tmp_path_factory):
     return make
 
 
+def command(name="gpt"):
+    """An installed console script (gpt, gpt-chat, gpt-checkpoint, gpt-convert), as a user
+    runs it; `make install` puts them beside the interpreter."""
+    script = Path(sys.executable).with_name(name)
+    assert script.exists(), f"{script} is not installed: run the tests with `make test`"
+    return [str(script)]
+
+
 def gpt_command():
-    """The installed console script where there is one (as a user runs it), else gpt.py."""
-    script = Path(sys.executable).with_name("gpt")
-    return [str(script)] if script.exists() else [sys.executable, str(ROOT / "gpt.py")]
+    return command("gpt")
 
 
 def run_cli(command, *args, timeout=120, **kwargs):
@@ -58,6 +64,15 @@ def run_cli(command, *args, timeout=120, **kwargs):
                             timeout=timeout, **kwargs)
     assert "Traceback" not in result.stderr, result.stderr
     return result
+
+
+def one_error_line(result, code):
+    """The one line on stderr of a command that failed with `code`, and nothing on stdout."""
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
 
 
 @pytest.fixture

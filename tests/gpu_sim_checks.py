@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from numba import cuda
 
-import gpu
-import serial
-from checkpoint import GPT2Config, load_checkpoint
+from gptpy import gpu
+from gptpy import serial
+from gptpy.checkpoint import GPT2Config, load_checkpoint
 from conftest import gpt_command, run_cli
-from model import Activations, gpt2_forward, memory_of
+from gptpy.model import Activations, gpt2_forward, memory_of
 
 if not cuda.is_available():
     pytest.skip("needs numba.cuda: a GPU, or NUMBA_ENABLE_CUDASIM=1", allow_module_level=True)
@@ -52,8 +52,8 @@ def test_gpu_kernel_matches_its_serial_twin(case, B, T, C, NH, Tq):
 def test_gpu_forward_on_device_memory_matches_serial(tmp_path):
     """The real path: weights uploaded once, activations on the device, a KV cache."""
     path = tmp_path / "tiny.bin"
-    import checkpoint
-    checkpoint.write_checkpoint(path, TINY, checkpoint.random_params(TINY, seed=4), 3)
+    from gptpy import checkpoint, gpt_checkpoint
+    checkpoint.write_checkpoint(path, TINY, gpt_checkpoint.random_params(TINY, seed=4), 3)
     ckpt = load_checkpoint(path)
     tokens = np.array([[3, 1, 4, 1, 5]], dtype=np.int32)
     reference = Activations(TINY, 1, 5)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import chat
+from gptpy import chat
 from conftest import ROOT, VOCAB_50257, gpt_command
 
 CHAT = [sys.executable, str(ROOT / "chat.py")]

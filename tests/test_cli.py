@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from checkpoint import load_checkpoint
-from conftest import ROOT, SMALL, gpt_command
+from gptpy.checkpoint import load_checkpoint
+from conftest import ROOT, SMALL, gpt_command, one_error_line
 from reference import sample_gpt_c
 
 
@@ -16,14 +16,6 @@ def tokens_of(result):
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     return [int(line) for line in result.stdout.splitlines()]  # stdout holds only ids
-
-
-def one_error_line(result, code):
-    assert result.returncode == code
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize("prompt", [[17], [5, 100, 0, 42, 42, 3, 99, 1, 64], [31, 61]])
@@ -98,8 +90,8 @@ def test_bad_tokens(gpt, make_model, token, message):
 
 @pytest.mark.parametrize("args,message", [
     (["-n", "33", "1"], "-n 33 is beyond the model's context of 32 tokens"),
-    (["-n", "0", "1"], "-n must be at least 1"),
-    (["-n", "x", "1"], "invalid int value"),
+    (["-n", "0", "1"], "argument -n: must be at least 1, not 0"),
+    (["-n", "x", "1"], "argument -n: 'x' is not a whole number"),
     (["--backend", "nope", "1"], "invalid choice"),
     (["--frobnicate", "1"], "unrecognized arguments"),
 ])
@@ -124,14 +116,15 @@ def test_help(gpt):
         assert word in result.stdout
 
 
-def test_reader_that_leaves_early_is_not_an_error(make_model):
-    """gpt ... | head -1: the pipe closes while gpt still writes."""
+def test_a_reader_that_leaves_early_ends_gpt_as_sigpipe_ends_gpt_c(make_model):
+    """gpt ... | head -1: the pipe closes while gpt still writes. gpt.c dies of SIGPIPE
+    (128 + 13): not exit 0, which would say every token was delivered; and no message."""
     proc = subprocess.Popen([*gpt_command(), "--model", str(make_model()), "-n", "32", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     first = proc.stdout.readline()
     proc.stdout.close()
     stderr = proc.stderr.read().decode()
-    assert proc.wait(timeout=60) == 0 and first.strip().isdigit()
+    assert proc.wait(timeout=60) == 141 and first.strip().isdigit()
     assert stderr == ""
 
 

@@ -1,4 +1,5 @@
-"""gpt-convert: llm.c <-> Hugging Face GPT-2 folders, numpy and safetensors only."""
+"""gpt-convert: llm.c <-> Hugging Face GPT-2 folders, with numpy alone (the reference
+safetensors library writes and reads the files the tests craft and check)."""
 
 import json
 import subprocess
@@ -8,14 +9,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from checkpoint import load_checkpoint
-from conftest import ROOT, SMALL, run_cli
-
-CONVERT = [sys.executable, str(ROOT / "convert.py")]
+from gptpy.checkpoint import load_checkpoint
+from conftest import SMALL, command, one_error_line, run_cli
 
 
-def convert(*args):
-    return run_cli(CONVERT, *args)
+def convert(*args, **kwargs):
+    return run_cli(command("gpt-convert"), *args, **kwargs)
 
 
 @pytest.mark.parametrize("version", [1, 3, 5])

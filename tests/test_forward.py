@@ -1,11 +1,17 @@
 """The whole forward pass of each backend against the independent numpy GPT-2."""
 
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from checkpoint import load_checkpoint
+from gptpy.checkpoint import load_checkpoint
 from conftest import SMALL
-from model import Activations, available_backends, gpt2_forward, load_backend
+from gptpy.model import Activations, available_backends, gpt2_forward, load_backend
 from reference import gpt2_logits, softmax
 
 BACKENDS = available_backends()  # cuda where a GPU or numba's simulator is
@@ -84,21 +90,24 @@ def test_kv_cache_gives_the_logits_of_recomputing(backend, make_model, prefill):
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("version", [3, 5])
 def test_parallel_matches_serial_for_every_pool_size(make_model, threads, version):
-    import numba
+    """In a fresh interpreter whose pool has exactly `threads` workers (numba sizes it once,
+    at import, from NUMBA_NUM_THREADS): on a one-core machine too, 2 means 2."""
     tokens = [5, 100, 0, 42, 42, 3, 99, 1, 64, 7, 7]
-    _, reference, _ = forward_logits("serial", make_model(version=version), tokens)
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
-        _, logits, _ = forward_logits("parallel", make_model(version=version), tokens)
-    finally:
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    np.testing.assert_allclose(logits, reference, rtol=0, atol=1e-4)
+    path = make_model(version=version)
+    _, reference, _ = forward_logits("serial", path, tokens)
+    code = ("import sys, numba, numpy as np; from test_forward import forward_logits; "
+            f"assert numba.get_num_threads() == {threads}; "
+            f"np.save(sys.stdout.buffer, forward_logits('parallel', {str(path)!r}, {tokens})[1])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=Path(__file__).parent,
+                          env={**os.environ, "NUMBA_NUM_THREADS": str(threads)}, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    np.testing.assert_allclose(np.load(io.BytesIO(done.stdout)), reference, rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize("length", range(1, 10))
 def test_every_prompt_length_gives_the_same_tokens_everywhere(make_model, length):
     """serial (gpt.c's recompute) = parallel with the KV cache = parallel recomputing."""
-    from gpt import generate
+    from gptpy.model import generate
     ckpt = load_checkpoint(make_model(seed=2, confident=True))
     prompt = [(7 * i + 3) % SMALL.vocab_size for i in range(length)]
     reference = list(generate(load_backend("serial"), ckpt, prompt, 10, recompute=True))

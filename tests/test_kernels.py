@@ -9,8 +9,8 @@ import pytest
 
 import importlib
 
-import serial
-from model import BACKENDS, KERNELS, available_backends, load_backend
+from gptpy import serial
+from gptpy.model import BACKENDS, KERNELS, available_backends, load_backend
 from reference import causal_attention, gelu, layernorm, softmax
 
 SHAPES = [(1, 1, 20, 1), (1, 7, 36, 3), (2, 5, 12, 4)]  # (B, T, C, NH)

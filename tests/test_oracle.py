@@ -6,10 +6,10 @@ kernels could share a misreading of GPT-2, this cannot."""
 import numpy as np
 import pytest
 
-import convert
-from checkpoint import GPT2Config, load_checkpoint
+from gptpy import convert
+from gptpy.checkpoint import GPT2Config, load_checkpoint
 from conftest import SMALL, gpt_command, run_cli
-from model import Activations, available_backends, gpt2_forward, load_backend
+from gptpy.model import Activations, available_backends, gpt2_forward, load_backend
 
 BACKENDS = available_backends()  # cuda where a GPU or numba's simulator is
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from checkpoint import load_checkpoint
+from gptpy.checkpoint import load_checkpoint
 from conftest import ROOT, SMALL, VOCAB_50257
-from parallel import chunk
+from gptpy.parallel import chunk
 from reference import sample_gpt_c
 
 CORES = os.cpu_count()
@@ -64,7 +64,7 @@ def test_profile_names_every_kernel_on_stderr(gpt, make_model):
 
 def test_threads_must_be_positive_and_allowed(gpt, make_model):
     result = gpt("--model", make_model(), "--threads", "0", "1")
-    assert result.returncode == 2 and "--threads must be at least 1" in result.stderr
+    assert result.returncode == 2 and "argument --threads: must be at least 1" in result.stderr
     capped = gpt("--model", make_model(), "--threads", "2", "1", env={**os.environ, "NUMBA_NUM_THREADS": "1"})
     assert capped.returncode == 2 and len(capped.stderr.splitlines()) == 1
     assert "NUMBA_NUM_THREADS" in capped.stderr

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from gpt import sample_mult
+from gptpy.sampler import sample_mult
 
 
 def sample_mult_c(probabilities, n, coin):

@@ -1,0 +1,196 @@
+"""gpt-checkpoint: make, fetch or inspect llm.c GPT-2 checkpoints.
+
+    gpt-checkpoint random OUT [--shape tiny|124M|...] [--layers L ...] [--seed S] [--confident]
+    gpt-checkpoint download [OUT] [--url URL]
+    gpt-checkpoint info FILE
+
+Random models are generated and written a piece at a time (a layer, or a few thousand
+rows of an embedding), so even GPT-2 XL's shape needs a few hundred MB of memory, not
+the file's 6 GB.
+"""
+
+from pathlib import Path
+
+from . import cli
+from .cli import Failure, integer
+
+STARTER_PACK_URL = "https://huggingface.co/datasets/karpathy/llmc-starter-pack/resolve/main/gpt2_124M.bin"
+DEFAULT_MODEL = "gpt2_124M.bin"
+ROWS_PER_PIECE = 1024  # of wte and wpe, drawn and written at a time
+
+
+def random_pieces(config, seed=0, confident=False):
+    """Yields (name, piece) in file order (checkpoint.write_checkpoint's stream): seeded
+    GPT-2-like parameters. The values do not depend on how they are cut into pieces: one
+    generator draws them all in file order.
+
+    Departures from GPT-2's init, each for the tests' sake: noise on the layernorms, so
+    that a kernel that swaps weight and bias shows; residual projections 5x larger and
+    small biases, so that the blocks, not the (tied) token embedding, decide the next
+    token; values rounded to bfloat16, so that versions 1, 3 and 5 of one seed hold the
+    same numbers. A random GPT-2 predicts almost uniformly and fixed-coin sampling then
+    flips on the last bit: `confident` raises the final layernorm gain until the logits
+    have a standard deviation of about 20, and one token takes nearly all the probability."""
+    import numpy as np
+
+    from .checkpoint import bf16_to_float32, float32_to_bf16, parameter_table
+
+    rng = np.random.default_rng(seed)
+    C = config.channels
+
+    def draw(name, shape):  # in place, float32 throughout: one array of the piece's size
+        x = rng.standard_normal(shape, dtype=np.float32)
+        if name in ("ln1w", "ln2w", "lnfw"):
+            x *= 0.1
+            x += 1.0
+        elif name in ("attprojw", "fcprojw"):
+            x *= 0.1
+        elif name == "wpe":
+            x *= 0.01
+        elif name.endswith("b"):  # the biases
+            x *= 0.002
+        else:  # wte, qkvw, fcw
+            x *= 0.02
+        if name == "lnfw" and confident:
+            # a logit is lnf(x) . wte[v]: about gain * 0.02 * sqrt(C) in standard deviation
+            x *= np.float32(20.0 / (0.02 * np.sqrt(C)))
+        return bf16_to_float32(float32_to_bf16(x))
+
+    for name, shape in parameter_table(config):
+        if name in ("wte", "wpe"):  # wte drawn unpadded: the padding does not change the model
+            rows = config.vocab_size if name == "wte" else shape[0]
+            for lo in range(0, rows, ROWS_PER_PIECE):
+                yield name, draw(name, (min(ROWS_PER_PIECE, rows - lo), C))
+            if name == "wte" and config.padded_vocab_size > rows:  # llm.c pads with zeros
+                yield name, np.zeros((config.padded_vocab_size - rows, C), np.float32)
+        elif len(shape) == 1:
+            yield name, draw(name, shape)
+        else:  # one layer at a time
+            for _ in range(shape[0]):
+                yield name, draw(name, shape[1:])
+
+
+def random_params(config, seed=0, confident=False):
+    """random_pieces' tensors whole, name -> float32 array: for small models (tests)."""
+    import numpy as np
+
+    from .checkpoint import parameter_table
+
+    shapes, pieces = dict(parameter_table(config)), {}
+    for name, piece in random_pieces(config, seed, confident):
+        pieces.setdefault(name, []).append(piece if piece.ndim == len(shapes[name]) else piece[None])
+    return {name: np.concatenate(pieces[name]) for name in shapes}
+
+
+def largest_piece_bytes(config):
+    """Memory the generator needs at once: its largest piece, drawn (4 bytes a value),
+    rounded to bfloat16 (4 + 2) and widened back (4)."""
+    C = config.channels
+    return 14 * max(4 * C * C, ROWS_PER_PIECE * C)
+
+
+def download(out, url=STARTER_PACK_URL, timeout=10.0):
+    """Fetches a checkpoint to `out` via a temporary file, checked before the rename:
+    an interrupted or failed download leaves nothing behind."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    from .checkpoint import CheckpointError, read_header
+    from .files import atomic_output
+
+    out = Path(out)
+    with atomic_output(out, "model file") as tmp:
+        try:
+            response = urllib.request.urlopen(url, timeout=timeout)
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
+            reason = getattr(e, "reason", e)
+            raise Failure(f"cannot download {url}: {reason}. Without network, copy "
+                          f"llm.c's gpt2_124M.bin to {out.resolve()} by hand") from None
+        total = int(response.headers.get("Content-Length") or 0)
+        done = 0
+        try:
+            with response, open(tmp, "wb") as f, cli.Progress(out.name, total) as progress:
+                while chunk := response.read(1 << 20):
+                    f.write(chunk)
+                    done += len(chunk)
+                    progress.update(done)
+                progress.update(done)
+        except (http.client.HTTPException, TimeoutError, ConnectionError) as e:
+            raise Failure(f"download of {url} broke off after {done} bytes: {e or type(e).__name__}") from None
+        if total and done != total:
+            raise Failure(f"download of {url} stopped at {done} of {total} bytes")
+        try:
+            version, config = read_header(tmp)
+        except CheckpointError as e:
+            raise CheckpointError(str(e).replace(str(tmp), f"downloaded {out.name}")) from None
+    return version, config
+
+
+def gpt2_shape(L, NH, C):
+    return dict(max_seq_len=1024, vocab_size=50257, padded_vocab_size=50304, num_layers=L, num_heads=NH, channels=C)
+
+
+SHAPES = {"tiny": dict(max_seq_len=64, vocab_size=317, padded_vocab_size=384, num_layers=2, num_heads=3, channels=48),
+          "124M": gpt2_shape(12, 12, 768), "355M": gpt2_shape(24, 16, 1024),
+          "774M": gpt2_shape(36, 20, 1280), "1558M": gpt2_shape(48, 25, 1600)}
+FIELDS = (("--max-seq-len", "max_seq_len"), ("--vocab", "vocab_size"), ("--padded-vocab", "padded_vocab_size"),
+          ("--layers", "num_layers"), ("--heads", "num_heads"), ("--channels", "channels"))
+
+
+def parse_args(argv):
+    parser = cli.ArgumentParser(prog="gpt-checkpoint", description="Make, fetch or inspect llm.c GPT-2 checkpoints.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("random", help="write a seeded random checkpoint (for tests and benchmarks)")
+    r.add_argument("out", help="file to write")
+    r.add_argument("--shape", choices=list(SHAPES), default="tiny", help="starting shape (default: tiny); "
+                   "124M to 1558M are GPT-2's sizes")
+    for flag, field in FIELDS:
+        r.add_argument(flag, dest=field, type=integer(1, 2**31 - 1), metavar="N", help=f"override the shape's {field}")
+    r.add_argument("--version", type=int, choices=[1, 3, 5], default=3, help="file version (default: 3)")
+    r.add_argument("--seed", type=integer(0, 2**64 - 1), default=0, help="0 to 2^64-1 (default: 0)")
+    r.add_argument("--confident", action="store_true",
+                   help="large final layernorm gain: one token takes nearly all the probability")
+
+    d = sub.add_parser("download", help="fetch llm.c's gpt2_124M.bin")
+    d.add_argument("out", nargs="?", default=DEFAULT_MODEL, help=f"file to write (default: {DEFAULT_MODEL})")
+    d.add_argument("--url", default=STARTER_PACK_URL)
+    d.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the server")
+
+    i = sub.add_parser("info", help="print a checkpoint's header")
+    i.add_argument("model")
+    return parser, parser.parse_args(argv)
+
+
+def run(argv):
+    parser, args = parse_args(argv)
+    if args.command == "random":
+        from .checkpoint import GPT2Config, config_problem, file_size, padded_vocab, write_checkpoint
+
+        fields = {k: getattr(args, k) or v for k, v in SHAPES[args.shape].items()}
+        if args.vocab_size and not args.padded_vocab_size:
+            fields["padded_vocab_size"] = padded_vocab(args.vocab_size)
+        if args.version == 1:
+            fields["padded_vocab_size"] = fields["vocab_size"]
+        config = GPT2Config(**fields)
+        problem = config_problem(config, args.version)
+        if problem:
+            parser.error(problem)
+        cli.need_memory(largest_piece_bytes(config), f"generating {config}")
+        with cli.Progress(Path(args.out).name, file_size(config, args.version)) as progress:
+            write_checkpoint(args.out, config, random_pieces(config, args.seed, args.confident), args.version,
+                             progress.update)
+        cli.say(f"wrote {args.out}: random weights (seed {args.seed}), version {args.version}, {config}")
+    elif args.command == "download":
+        version, config = download(args.out, args.url, args.timeout)
+        cli.say(f"wrote {args.out}: version {version}, {config}")
+    else:
+        from .checkpoint import num_parameters, read_header
+
+        version, config = read_header(args.model)
+        cli.out(f"{args.model}: version {version}, {num_parameters(config):,} parameters, {config}\n")
+    return 0
+
+
+main = cli.command("gpt-checkpoint", run)
