@@ -1,0 +1,37 @@
+"""The project installed as a user installs it: a wheel (not editable) in a fresh virtual
+environment that also has pyserial, whose import name `serial` is our backend folder's."""
+
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+from conftest import ROOT
+
+
+def run(*args, **kwargs):
+    done = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=600, **kwargs)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout
+
+
+def test_a_wheel_installs_one_package_beside_pyserial(tmp_path, make_model, gpt):
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "dist", ROOT)
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", venv)
+    site = Path(run(venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").strip())
+    # numpy, numba, tiktoken and pyserial from the test environment, without their download
+    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    wheel, = (tmp_path / "dist").glob("gpt_py-*.whl")
+    before = {p.name for p in site.iterdir()}
+    run(venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel)
+    assert {p.name for p in site.iterdir()} - before == {"gptpy", "gpt_py-0.1.0.dist-info"}
+
+    where = run(venv / "bin" / "python", "-c", "import gptpy, serial; print(gptpy.__file__); print(serial.Serial)",
+                cwd=tmp_path).split("\n")
+    assert where[0].startswith(str(site)) and "serial" in where[1]  # ours from the venv; pyserial's Serial
+
+    model = make_model(confident=True)
+    installed = run(venv / "bin" / "gpt", "--backend", "serial", "--model", model, "3", "4", cwd=tmp_path)
+    assert installed.split() == gpt("--model", model, "--backend", "serial", "3", "4").stdout.split()
+    assert len(installed.split()) == 8
