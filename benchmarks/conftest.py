@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-import checkpoint
+from gptpy import checkpoint, gpt_checkpoint
+
+from results import RESULTS
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = {}  # name -> median seconds (or bytes/s for "bandwidth")
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +23,7 @@ def model_124M():
     path = ROOT / "random_124M.bin"
     if not path.exists():
         checkpoint.write_checkpoint(path, checkpoint.GPT2_124M,
-                                    checkpoint.random_params(checkpoint.GPT2_124M, confident=True), 3)
+                                    gpt_checkpoint.random_pieces(checkpoint.GPT2_124M, confident=True), 3)
     return checkpoint.load_checkpoint(path)
 
 
@@ -66,6 +67,11 @@ def pytest_terminal_summary(terminalreporter):
     for T in (64, 256, 1024):
         if f"prefill@{T}" in r:
             line(f"prefill T={T}: {T / r[f'prefill@{T}']:.0f} tokens/s")
+    C = checkpoint.GPT2_124M.channels
+    for case, (inp, out) in (("qkv", (C, 3 * C)), ("fcproj", (4 * C, C)), ("lm head", (C, 50304))):
+        if f"matmul_forward {case} parallel" in r:  # test_forward.py's kernels, at T = 64
+            line(f"matmul_forward {case} ({inp} -> {out}) at T=64, parallel: "
+                 f"{2 * 64 * inp * out / r[f'matmul_forward {case} parallel'] / 1e9:.0f} GFLOP/s")
     if "gpu bandwidth" in r:
         floor = weight_bytes(checkpoint.GPT2_124M) / r["gpu bandwidth"]
         line(f"GPU read bandwidth: {r['gpu bandwidth'] / 1e9:.0f} GB/s; decode floor {1e3 * floor:.2f} ms/token")

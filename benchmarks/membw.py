@@ -6,7 +6,7 @@ import time
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-from parallel import chunk
+from gptpy.parallel import chunk
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -24,12 +24,16 @@ def _read(a, K):
 
 
 def read_bandwidth(nbytes=640 << 20, rounds=9):
-    """Median bytes per second of `rounds` full reads of a fresh nbytes array."""
+    """Median bytes per second of `rounds` full reads of a fresh nbytes array. The array
+    holds ones (zeros would map the kernel's one shared zero page, read from cache), and
+    each read's sum is checked: a read that skipped part of the array fails."""
     a = np.ones((nbytes // 4096, 1024), dtype=np.float32)
     _read(a, get_num_threads())  # compile or load, and fault the pages in
     seconds = []
     for _ in range(rounds):
         start = time.perf_counter()
-        _read(a, get_num_threads())
+        total = _read(a, get_num_threads())
         seconds.append(time.perf_counter() - start)
+        if abs(total - a.size) > 1e-3 * a.size:
+            raise AssertionError(f"the read summed {total} ones of {a.size}: it did not read the whole array")
     return a.nbytes / float(np.median(seconds))

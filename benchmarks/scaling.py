@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 WORKLOADS = ("recompute", "prefill", "decode")
 
@@ -46,10 +45,9 @@ def worker(backend, threads, model_path, prompt, rounds):
     """One process's measurements: {workload: median seconds, "tokens": {...}}."""
     import numpy as np
 
-    from checkpoint import load_checkpoint, num_parameters
-    from gpt import generate
+    from gptpy.checkpoint import load_checkpoint, num_parameters
+    from gptpy.model import Activations, generate, gpt2_forward, load_backend
     from membw import read_bandwidth
-    from model import Activations, gpt2_forward, load_backend
 
     kernels = load_backend(backend, threads)
     ckpt = load_checkpoint(model_path)

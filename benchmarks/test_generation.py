@@ -3,19 +3,19 @@
 import numpy as np
 import pytest
 
-from benchmarks.conftest import RESULTS
-from benchmarks.membw import read_bandwidth
-from gpt import generate
-from model import Activations, gpt2_forward, load_backend
+from results import RESULTS
+from membw import read_bandwidth
+from gptpy.model import generate
+from gptpy.model import Activations, gpt2_forward, load_backend
 
 PROMPT = [31373, 612]  # "hello there", the gpt.c job: 2 tokens in, 8 out
 
 
 def test_bandwidth():
-    """Not a job: the machine's read bandwidth (median of 9 reads), measured in the same
-    run as the jobs; the summary at the end compares decode with it."""
+    """Not a job: the machine's read bandwidth (median of 9 reads, each checked to have
+    read the whole array), measured in the same run as the jobs; the summary at the end
+    compares decode with it."""
     RESULTS["bandwidth"] = read_bandwidth()
-    assert RESULTS["bandwidth"] > 0
 
 
 @pytest.mark.parametrize("backend,recompute,rounds", [("serial", True, 3), ("parallel", True, 5), ("parallel", False, 10)])

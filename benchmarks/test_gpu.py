@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from numba import cuda
 
-from benchmarks.conftest import RESULTS
-from model import Activations, gpt2_forward, load_backend, memory_of
+from results import RESULTS
+from gptpy.model import Activations, gpt2_forward, load_backend, memory_of
 
 if not cuda.is_available():
     pytest.skip("no CUDA GPU (numba.cuda.is_available() is False)", allow_module_level=True)
