@@ -1,8 +1,12 @@
-"""Decode attention as it really runs: 12 layers' KV caches (56 MB at context 513,
-more than L3), one query each; median ms per token over interleaved rounds."""
-import sys, time, numpy as np
-import model
-k = model.load_backend("parallel", 2)
+"""Decode attention as it really runs: 12 layers' KV caches (56 MB at context 513, more
+than L3), one query each; median ms per token over interleaved rounds.
+
+    python dev/attention_decode.py [--threads K] [--label TEXT]
+"""
+import time, numpy as np
+import devargs
+args = devargs.parse(__doc__, [("--label", dict(default=""))])
+k = args.kernels
 C, NH, T, L = 768, 12, 513, 12
 rng = np.random.default_rng(0)
 qkv = [rng.standard_normal((1, T, 3 * C), dtype=np.float32) for _ in range(L)]
@@ -13,4 +17,4 @@ def token():
 token(); ts = []
 for _ in range(30):
     t0 = time.perf_counter(); token(); ts.append(time.perf_counter() - t0)
-print(f"{sys.argv[1] if len(sys.argv) > 1 else ''} attention, 12 layers, context {T}: median {1e3*np.median(ts):.2f} ms, min {1e3*min(ts):.2f} ms")
+print(f"{args.label} K={args.threads} attention, 12 layers, context {T}: median {1e3*np.median(ts):.2f} ms, min {1e3*min(ts):.2f} ms")

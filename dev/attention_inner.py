@@ -1,7 +1,13 @@
-"""Which way of writing attention's inner loops does LLVM vectorize? (decode, one layer)"""
+"""Which way of writing attention's inner loops does LLVM vectorize? Decode, one layer
+at context 513: 3-D indexing with offsets against 1-D views of one head, in us.
+
+    python dev/attention_inner.py [--threads K]
+"""
 import math, time, numpy as np
 from numba import njit, prange
-from parallel.kernels import chunk
+from gptpy.parallel import chunk
+import devargs
+K = devargs.parse(__doc__).threads
 jit = njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
 
 @jit
@@ -66,9 +72,9 @@ C, NH, T = 768, 12, 513
 rng = np.random.default_rng(0)
 inp = rng.standard_normal((1, T, 3 * C), dtype=np.float32)
 pre = np.zeros((NH, T), np.float32); att = rng.random((NH, T), dtype=np.float32); out = np.zeros(C, np.float32)
-cases = {"pass1 index3d": lambda: pass1_index3d(pre, inp, T, C, NH, 2), "pass1 views": lambda: pass1_views(pre, inp, T, C, NH, 2),
-         "pass4 index3d": lambda: pass4_index3d(out, att, inp, T, C, NH, 2), "pass4 views": lambda: pass4_views(out, att, inp, T, C, NH, 2),
-         "exp": lambda: exps(att, pre, T, NH, 2)}
+cases = {"pass1 index3d": lambda: pass1_index3d(pre, inp, T, C, NH, K), "pass1 views": lambda: pass1_views(pre, inp, T, C, NH, K),
+         "pass4 index3d": lambda: pass4_index3d(out, att, inp, T, C, NH, K), "pass4 views": lambda: pass4_views(out, att, inp, T, C, NH, K),
+         "exp": lambda: exps(att, pre, T, NH, K)}
 for f in cases.values(): f()
 res = {k: [] for k in cases}
 for _ in range(50):

@@ -1,7 +1,11 @@
-"""How fast is attention_forward at the 124M shape: prefill T=1024, decode at 512?"""
+"""attention_forward alone at the 124M shape: prefill T = 1024 and 256, decode at context
+513 and 17; ms and GFLOP/s.
+
+    python dev/attention_time.py [--threads K]
+"""
 import time, numpy as np
-import model
-k = model.load_backend("parallel", 2)
+import devargs
+k = devargs.parse(__doc__).kernels
 C, NH = 768, 12
 rng = np.random.default_rng(0)
 def timeit(f, n=5):

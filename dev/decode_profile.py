@@ -1,9 +1,14 @@
-"""Per-kernel time of decode steps at a given context."""
-import sys, numpy as np
-import checkpoint, model
-ctx = int(sys.argv[1])
-ck = checkpoint.load_checkpoint("random_124M.bin"); cfg = ck.config
-k = model.ProfiledKernels(model.load_backend("parallel", 2))
+"""Per-kernel time (model.ProfiledKernels) of 21 decode steps at a given context.
+
+    python dev/decode_profile.py CONTEXT [--model M] [--threads K]
+"""
+import numpy as np
+from gptpy import checkpoint, model
+import devargs
+args = devargs.parse(__doc__, [("context", dict(type=int))])
+ctx = args.context
+ck = checkpoint.load_checkpoint(args.model); cfg = ck.config
+k = model.ProfiledKernels(args.kernels)
 acts = model.Activations(cfg, 1, ctx + 1)
 inputs = (np.arange(ctx + 1, dtype=np.int32) % 1000).reshape(1, -1)
 model.gpt2_forward(k, ck.params, cfg, acts, inputs, 1, ctx, last_only=True)

@@ -1,10 +1,16 @@
-"""A/B, interleaved: the gpt.c job with an older parallel/kernels.py against the current one."""
-import importlib.util, sys, time, statistics, types
-import checkpoint, model, parallel
-from gpt import generate
-spec = importlib.util.spec_from_file_location("kernels_old", sys.argv[1]); old = importlib.util.module_from_spec(spec); spec.loader.exec_module(old)
-new = model.load_backend("parallel", 2)
-ck = checkpoint.load_checkpoint("random_124M.bin")
+"""A/B, interleaved: the gpt.c job with an older parallel/kernels.py's public kernels
+against the current ones (e.g. `git show REV:parallel/kernels.py > /tmp/kernels_old.py`).
+
+    python dev/job_ab.py OLD_KERNELS_PY [--model M] [--threads K]
+"""
+import importlib.util, time, statistics
+from gptpy import checkpoint
+from gptpy.model import generate
+import devargs
+args = devargs.parse(__doc__, [("old", dict(help="an older parallel/kernels.py"))])
+spec = importlib.util.spec_from_file_location("kernels_old", args.old); old = importlib.util.module_from_spec(spec); spec.loader.exec_module(old)
+new = args.kernels
+ck = checkpoint.load_checkpoint(args.model)
 res = {"old": [], "new": []}
 for k in (old, new): list(generate(k, ck, [31373, 612], 10))
 for _ in range(9):

@@ -1,7 +1,14 @@
-"""Experiment 2: block over positions (t) and output rows (o); K passed in (cacheable)."""
+"""Which tile for the matmul, decode to prefill? Four blockings over output rows and
+positions (K passed in, so numba can cache them), on the LM head's and fcproj's shapes
+at T = 1 .. 256 of random weights: ms, GB/s of weights, GFLOP/s.
+
+    python dev/matmul_variants2.py [--threads K]
+"""
 import time
 import numpy as np
 from numba import njit, prange
+import devargs
+K = devargs.parse(__doc__).threads
 
 @njit(parallel=True, fastmath=True, cache=True)
 def mm_1o(out, inp, weight, bias, BT, C, OC, K):
@@ -117,7 +124,7 @@ for C, OC in [(768, 50304), (3072, 768)]:
         ref = x.astype(np.float64) @ W.T.astype(np.float64)
         line = f"C={C} OC={OC} T={T:3d}"
         for f in [mm_1o, mm_1o4t, mm_2o4t, mm_4o2t]:
-            tm = bench(f, out, x, W, bias, T, C, OC, 2, reps=5 if T < 100 else 2)
+            tm = bench(f, out, x, W, bias, T, C, OC, K, reps=5 if T < 100 else 2)
             assert np.abs(out - ref).max() < 1e-3
             line += f" | {f.__name__} {tm*1e3:7.2f} ms {W.nbytes/tm/1e9:5.1f} GB/s {2*T*C*OC/tm/1e9:5.0f} GF"
         print(line, flush=True)

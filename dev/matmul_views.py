@@ -1,8 +1,15 @@
-"""A/B, interleaved: the matmul kernel against the same tiles written over 1-D views."""
+"""A/B, interleaved: matmul_forward against the same tiles written over 1-D row views
+(does indexing through views vectorize better?), T = 1, 2, 9, 64 on three weights.
+
+    python dev/matmul_views.py [--model M] [--threads K]
+"""
 import time, numpy as np
 from numba import njit, prange
-import checkpoint, model
-from parallel.kernels import chunk, _matmul_forward
+from gptpy import checkpoint
+from gptpy.parallel import chunk
+import devargs
+args = devargs.parse(__doc__)
+K = args.threads
 jit = njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
 
 @jit
@@ -42,7 +49,8 @@ def views(out, inp, weight, bias, B, T, C, OC, K):
                         a0 += x[i] * wo[i]
                     out[b, t, o] = a0 + b0
 
-p = checkpoint.load_checkpoint("random_124M.bin").params
+p = checkpoint.load_checkpoint(args.model).params
+kernel = lambda out, x, w, bias, B, T, C, OC, K: args.kernels.matmul_forward(out, x, w, bias, B, T, C, OC)
 rng = np.random.default_rng(0)
 cases = []
 for T in (1, 2, 9, 64):
@@ -52,9 +60,9 @@ for T in (1, 2, 9, 64):
         cases.append((f"T={T} {name}", x, w, bias, out, T, C, OC))
 for label, x, w, bias, out, T, C, OC in cases:
     res = {"kernel": [], "views": []}
-    for f in (_matmul_forward, views): f(out, x, w, bias, 1, T, C, OC, 2)
+    for f in (kernel, views): f(out, x, w, bias, 1, T, C, OC, K)
     for _ in range(7 if T < 64 else 3):
-        for name, f in (("kernel", _matmul_forward), ("views", views)):
-            t0 = time.perf_counter(); f(out, x, w, bias, 1, T, C, OC, 2); res[name].append(time.perf_counter() - t0)
+        for name, f in (("kernel", kernel), ("views", views)):
+            t0 = time.perf_counter(); f(out, x, w, bias, 1, T, C, OC, K); res[name].append(time.perf_counter() - t0)
     k, v = np.median(res["kernel"]), np.median(res["views"])
     print(f"{label:12s} kernel {1e3*k:8.3f} ms  views {1e3*v:8.3f} ms  {2*T*C*OC/v/1e9:6.1f} GF  ratio {k/v:.2f}")

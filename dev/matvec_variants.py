@@ -1,9 +1,15 @@
-"""The T=1 path of matmul_forward: which inner loop reads the weights at bandwidth?"""
+"""The T = 1 path of matmul_forward: which inner loop reads the weights at bandwidth?
+matmul_forward and four variants on the LM head, against a plain read, in GB/s.
+
+    python dev/matvec_variants.py [--model M] [--threads K]
+"""
 import time, numpy as np
 from numba import njit, prange
-import checkpoint, model
-from parallel.kernels import chunk
-kernels = model.load_backend("parallel", 2)
+from gptpy import checkpoint
+from gptpy.parallel import chunk
+import devargs
+args = devargs.parse(__doc__)
+kernels, K = args.kernels, args.threads
 jit = njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
 
 @jit
@@ -82,13 +88,13 @@ def read_rows(a, K):
         s[w] = tot
     return s.sum()
 
-wte = checkpoint.load_checkpoint("random_124M.bin").params["wte"]
+wte = checkpoint.load_checkpoint(args.model).params["wte"]
 x = np.random.default_rng(1).standard_normal((1, 1, 768), dtype=np.float32); out = np.zeros((1, 1, 50304), np.float32)
 ref = (wte.astype(np.float64) @ x[0, 0].astype(np.float64))
 fs = {"kernel": lambda: kernels.matmul_forward(out, x, wte, None, 1, 1, 768, 50304)}
 for f in (one_row_3d, one_row_1d, two_rows_1d, four_rows_1d):
-    fs[f.__name__] = (lambda f=f: f(out, x, wte, None, 1, 1, 768, 50304, 2))
-fs["read"] = lambda: read_rows(wte, 2)
+    fs[f.__name__] = (lambda f=f: f(out, x, wte, None, 1, 1, 768, 50304, K))
+fs["read"] = lambda: read_rows(wte, K)
 res = {k: [] for k in fs}
 for f in fs.values(): f()
 for _ in range(12):

@@ -1,8 +1,14 @@
-"""Does the matvec read a memory-mapped file slower than anonymous (huge-page) memory?"""
+"""Does the T = 1 matmul read a memory-mapped file (4 KB page-cache pages) slower than
+anonymous memory, with or without huge pages? ms and GB/s on the LM head.
+
+    python dev/pages.py [--model M] [--threads K]
+"""
 import mmap, time, numpy as np
-import checkpoint, model
-kernels = model.load_backend("parallel", 2)
-wte_map = checkpoint.load_checkpoint("random_124M.bin").params["wte"]
+from gptpy import checkpoint
+import devargs
+args = devargs.parse(__doc__)
+kernels = args.kernels
+wte_map = checkpoint.load_checkpoint(args.model).params["wte"]
 def anon(huge):
     buf = mmap.mmap(-1, wte_map.nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     if huge: buf.madvise(mmap.MADV_HUGEPAGE)
@@ -15,4 +21,4 @@ for rnd in range(2):
         for _ in range(15):
             t0 = time.perf_counter(); kernels.matmul_forward(out, x, w, None, 1, 1, 768, 50304); ts.append(time.perf_counter() - t0)
         print(f"{name:14s} {1e3*np.median(ts):5.2f} ms {w.nbytes/np.median(ts)/1e9:5.1f} GB/s")
-t0=time.perf_counter(); c = np.array(checkpoint.load_checkpoint("random_124M.bin").params["qkvw"]); print("copy 85MB", (time.perf_counter()-t0)*1e3, "ms")
+t0=time.perf_counter(); c = np.array(checkpoint.load_checkpoint(args.model).params["qkvw"]); print("copy 85MB", (time.perf_counter()-t0)*1e3, "ms")

@@ -1,5 +1,13 @@
+"""Can a kernel that takes K as an argument be cached, and do its reductions vectorize?
+A flat prange reduction, per-row reductions, and a reduction through a called function
+over range(lo, hi), in GB/s on 500 MB of random floats.
+
+    python dev/probe_cache.py [--threads K]
+"""
 import time, numpy as np
-from numba import njit, prange, get_num_threads
+from numba import njit, prange
+import devargs
+K = devargs.parse(__doc__).threads
 @njit(parallel=True, fastmath=True, cache=True)
 def with_k(a, K):
     n = a.size; s = np.zeros(K, np.float32)
@@ -37,8 +45,8 @@ def via_call(a, K):
     return s.sum()
 big = np.random.default_rng(0).standard_normal(125_000_000, dtype=np.float32)
 for f, arg in [(with_k, big), (rows, big.reshape(-1, 1000)), (via_call, big)]:
-    f(arg, 2); ts=[]
+    f(arg, K); ts=[]
     for _ in range(5):
-        t0=time.perf_counter(); f(arg, 2); ts.append(time.perf_counter()-t0)
+        t0=time.perf_counter(); f(arg, K); ts.append(time.perf_counter()-t0)
     print(f.__name__, f"{big.nbytes/np.median(ts)/1e9:.1f} GB/s")
 t0=time.perf_counter(); big.sum(); print("numpy sum 1 thread", f"{big.nbytes/(time.perf_counter()-t0)/1e9:.1f} GB/s")

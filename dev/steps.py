@@ -1,11 +1,14 @@
-"""Per-step times of the gpt.c job (2 in, 8 out) on the 124M shape: is the first pass special?"""
-import sys, time
-import numpy as np
-import checkpoint, model
-from gpt import generate
-threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
-kernels = model.load_backend("parallel", threads)
-ck = checkpoint.load_checkpoint("random_124M.bin")
+"""Per-step times of the gpt.c job (2 in, 8 out), three rounds: is the first pass special?
+
+    python dev/steps.py [--model M] [--threads K]
+"""
+import time
+from gptpy import checkpoint
+from gptpy.model import generate
+import devargs
+args = devargs.parse(__doc__)
+threads, kernels = args.threads, args.kernels
+ck = checkpoint.load_checkpoint(args.model)
 for rnd in range(3):
     times = []; t0 = time.perf_counter()
     for tok in generate(kernels, ck, [31373, 612], 10):

@@ -1,0 +1,19 @@
+"""The arguments every dev/ script takes: the model and the pool size K."""
+
+import argparse
+
+
+def parse(doc, more=()):
+    """Parses --model and --threads (and `more`: (flag, kwargs) pairs) for a script whose
+    docstring is `doc`; sets the parallel backend's pool to K. Returns the arguments, with
+    the backend's kernels as `kernels`."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="random_124M.bin", help="llm.c checkpoint (default: random_124M.bin, "
+                        "from `make random-model`)")
+    parser.add_argument("--threads", "-K", type=int, default=2, help="the parallel backend's pool size K (default: 2)")
+    for flag, kwargs in more:
+        parser.add_argument(flag, **kwargs)
+    args = parser.parse_args()
+    from gptpy import model
+    args.kernels = model.load_backend("parallel", args.threads)
+    return args
