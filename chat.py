@@ -116,7 +116,7 @@ def parse_args(argv):
                                      "(the gpt CLI completes it; tiktoken encodes and decodes).")
     parser.add_argument("--model", metavar="PATH", help="llm.c checkpoint (default: gpt's, gpt2_124M.bin in the current folder)")
     parser.add_argument("--backend", choices=list(cli.BACKENDS), help="gpt's kernels (default: gpt's, parallel)")
-    parser.add_argument("--threads", type=cli.integer(1, cli.max_threads()), metavar="K",
+    parser.add_argument("--threads", type=cli.threads_type(), metavar="K",
                         help=f"gpt's worker pool size, 1 to {cli.max_threads()}")
     parser.add_argument("-n", type=cli.integer(2, 2**31 - 1), default=10, metavar="N",
                         help="tokens in total, the text's included (default: 10, as gpt.c)")

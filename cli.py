@@ -136,9 +136,10 @@ def shorten(text, most=24):
     return text if len(text) <= most else f"{text[:most - 3]}..."
 
 
-def integer(low=None, high=None, what="a whole number"):
+def integer(low=None, high=None, what="a whole number", why=""):
     """An argparse type: an integer within [low, high], checked without converting a
-    thousand-digit string (Python refuses those with a traceback of its own)."""
+    thousand-digit string (Python refuses those with a traceback of its own); `why`
+    explains the upper bound in the error."""
 
     def parse(text):
         sign = -1 if text.strip().startswith("-") else 1
@@ -150,10 +151,15 @@ def integer(low=None, high=None, what="a whole number"):
         if low is not None and value < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}, not {shorten(text)}")
         if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"must be at most {high}, not {shorten(text)}")
+            raise argparse.ArgumentTypeError(f"must be at most {high}, not {shorten(text)}{why}")
         return value
 
     return parse
+
+
+def threads_type():
+    """--threads K's argparse type: 1 to max_threads()."""
+    return integer(1, max_threads(), why=f" (this machine allows 4 workers per core, {os.cpu_count()} cores)")
 
 
 def max_threads():

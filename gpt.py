@@ -41,7 +41,7 @@ def parse_args(argv):
     parser.add_argument("--backend", choices=list(cli.BACKENDS), default="parallel",
                         help="kernels to run: parallel (default); serial, llm.c's reference, "
                              "which always recomputes as gpt.c does; cuda, on an NVIDIA GPU")
-    parser.add_argument("--threads", type=cli.integer(1, cli.max_threads()), default=os.cpu_count(), metavar="K",
+    parser.add_argument("--threads", type=cli.threads_type(), default=os.cpu_count(), metavar="K",
                         help=f"parallel backend: a static pool of K workers, 1 to {cli.max_threads()} "
                              f"(4 per core; default: the {os.cpu_count()} cores)")
     parser.add_argument("--recompute", action="store_true",
