@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 MODEL ?= gpt2_124M.bin
-# where `make model` downloads from: empty means checkpoint.py's default, llm.c's starter pack
+# where `make model` downloads from: empty means gpt_checkpoint.py's default, llm.c's starter pack
 MODEL_URL ?=
 # the stand-in for MODEL where GPT-2's weights cannot be downloaded: random, same shape
 RANDOM_MODEL ?= random_124M.bin
