@@ -157,6 +157,22 @@ def integer(low=None, high=None, what="a whole number", why=""):
     return parse
 
 
+def real(low, high, low_open=False):
+    """An argparse type: a finite number within [low, high] ((low, high] if low_open)."""
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{shorten(text)!r} is not a number") from None
+        if not (low < value if low_open else low <= value) or not value <= high:  # nan fails both
+            interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+            raise argparse.ArgumentTypeError(f"must be in {interval}, not {shorten(text)}")
+        return value
+
+    return parse
+
+
 def threads_type():
     """--threads K's argparse type: 1 to max_threads()."""
     return integer(1, max_threads(), why=f" (this machine allows 4 workers per core, {os.cpu_count()} cores)")

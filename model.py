@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from .cli import BACKENDS, max_threads, need_memory
-from .sampler import COIN, sample_mult
+from .sampler import Sampler
 
 KERNELS = ("encoder_forward", "layernorm_forward", "matmul_forward", "attention_forward",
            "gelu_forward", "residual_forward", "softmax_forward")
@@ -166,27 +166,42 @@ def gpt2_forward(kernels, params, config, acts, inputs, B, T, T0=0, last_only=Fa
     return probs
 
 
-def generate(kernels, checkpoint, tokens, n, recompute=False):
-    """Yields the n - len(tokens) tokens that follow `tokens`, one forward pass each,
-    sampled as gpt.c does. recompute: run the whole prefix every step, with logits at
-    every position, as gpt.c does. Otherwise the prompt runs once and each later step
-    runs only the new position against the KV cache, with logits at the last position
-    only: same math, same tokens."""
-    config, memory = checkpoint.config, memory_of(kernels)
-    params = memory.upload(checkpoint.params)  # the GPU's copy of the weights, made once
-    inputs = np.zeros((1, n), dtype=np.int32)
-    inputs[0, :len(tokens)] = tokens
-    acts = Activations(config, 1, n - 1, memory.zeros)
-    cached = 0  # positions whose keys and values are in acts
-    for t in range(len(tokens), n):
-        if recompute:
-            probs = gpt2_forward(kernels, params, config, acts, inputs, 1, t)
-        else:
-            probs = gpt2_forward(kernels, params, config, acts, inputs, 1, t, cached, last_only=True)
-            cached = t
-        next_token = sample_mult(memory.to_host(probs[0, -1]), config.vocab_size, COIN)
-        inputs[0, t] = next_token
-        yield next_token
+class Generator:
+    """A model ready to complete prompts: the weights where the kernels read them and
+    the activation buffers, made once and reused by every completion (gpt --stdin)."""
+
+    def __init__(self, kernels, checkpoint, n, recompute=False, sampler=None):
+        self.kernels, self.config, self.n, self.recompute = kernels, checkpoint.config, n, recompute
+        self.memory = memory_of(kernels)
+        self.params = self.memory.upload(checkpoint.params)  # the GPU's copy of the weights, made once
+        self.acts = Activations(self.config, 1, n - 1, self.memory.zeros)
+        self.sampler = sampler or Sampler()
+
+    def complete(self, tokens):
+        """Yields the n - len(tokens) tokens that follow `tokens`, one forward pass each.
+        recompute: run the whole prefix every step, with logits at every position, as
+        gpt.c does. Otherwise the prompt runs once and each later step runs only the new
+        position against the KV cache, with logits at the last position only: same
+        math, same tokens."""
+        config, n = self.config, self.n
+        inputs = np.zeros((1, n), dtype=np.int32)
+        inputs[0, :len(tokens)] = tokens
+        self.sampler.start()
+        cached = 0  # positions whose keys and values are in acts
+        for t in range(len(tokens), n):
+            if self.recompute:
+                probs = gpt2_forward(self.kernels, self.params, config, self.acts, inputs, 1, t)
+            else:
+                probs = gpt2_forward(self.kernels, self.params, config, self.acts, inputs, 1, t, cached, last_only=True)
+                cached = t
+            next_token = self.sampler.next_token(self.memory.to_host(probs[0, -1]), config.vocab_size)
+            inputs[0, t] = next_token
+            yield next_token
+
+
+def generate(kernels, checkpoint, tokens, n, recompute=False, sampler=None):
+    """The tokens that follow `tokens`, n in all: a Generator made for one completion."""
+    return Generator(kernels, checkpoint, n, recompute, sampler).complete(tokens)
 
 
 class ProfiledKernels:

@@ -1,11 +1,14 @@
-"""gpt.c's fixed-coin sampler against a literal transcription of its C loop."""
+"""The sampler: gpt.c's fixed coin against a literal transcription of its C loop; the
+reshaped distributions against an independent formulation; the seeded draws against
+their distribution; and the CLI's seeds across backends."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from gptpy.sampler import sample_mult
+from gptpy.sampler import Sampler, reshape, sample_mult
 
 
 def sample_mult_c(probabilities, n, coin):
@@ -31,3 +34,124 @@ def test_edges():
     assert sample_mult(np.array([0.5, 0.5], np.float32), 2, 0.5) == 1  # strictly greater
     # only the first n entries count: llm.c's padded vocabulary is never sampled
     assert sample_mult(np.array([0.2, 0.2, 0.6], np.float32), 2, 0.5) == 1
+
+
+# ----------------------------------------------------------------------------
+# temperature, top-k, top-p and the seeded draw
+
+def independent_distribution(logits, temperature, top_k, top_p):
+    """The same reshaping written from the logits, another way: softmax(logits / T);
+    the top-k by a threshold on the k-th largest logit; top-p by walking the tokens
+    from the most probable until their total reaches p."""
+    z = logits.astype(np.float64) / temperature
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    if top_k:
+        threshold = np.partition(z, -top_k)[-top_k]
+        p = np.where(z >= threshold, p, 0.0)
+        p /= p.sum()
+    if top_p < 1.0:
+        kept, total = np.zeros_like(p, dtype=bool), 0.0
+        for i in sorted(range(len(p)), key=lambda i: -p[i]):
+            kept[i] = True
+            total += p[i]
+            if total >= top_p:
+                break
+        p = np.where(kept, p, 0.0)
+        p /= p.sum()
+    return p
+
+
+def softmax32(logits):
+    e = np.exp(logits - logits.max())
+    return (e / e.sum()).astype(np.float32)
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 0, 1.0), (3.0, 0, 1.0), (1.0, 5, 1.0),
+                                                     (1.0, 0, 0.8), (0.5, 20, 0.9), (2.0, 1, 1.0), (1.0, 0, 1e-9)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_reshape_matches_an_independent_formulation(temperature, top_k, top_p, seed):
+    logits = np.random.default_rng(seed).standard_normal(101) * 3  # distinct: no ties at the cut
+    expected = independent_distribution(logits, temperature, top_k, top_p)
+    got = reshape(softmax32(logits), temperature, top_k, top_p)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-9)
+    assert (got > 0).sum() == (expected > 0).sum()
+
+
+def chi_square_99_9999(dof):
+    """The chi-square value a true distribution exceeds with probability 1e-6
+    (Wilson-Hilferty): a bound no correct sampler reaches with these fixed seeds."""
+    z = 4.753424  # the standard normal's 1 - 1e-6 quantile
+    return dof * (1 - 2 / (9 * dof) + z * np.sqrt(2 / (9 * dof))) ** 3
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.8, 0, 0.9), (1.5, 10, 1.0)])
+def test_seeded_draws_follow_the_distribution(temperature, top_k, top_p):
+    """100,000 draws with fixed seeds (deterministic) against the expected counts."""
+    logits = np.random.default_rng(7).standard_normal(30) * 2
+    probabilities = softmax32(logits)
+    expected = reshape(probabilities, temperature, top_k, top_p)
+    counts = np.zeros(30)
+    for seed in range(50):
+        sampler = Sampler(temperature, top_k, top_p, seed)
+        sampler.start()
+        for _ in range(2000):
+            counts[sampler.next_token(probabilities, 30)] += 1
+    assert counts[expected == 0].sum() == 0  # filtered tokens are never drawn
+    live = expected > 0
+    e = expected[live] * counts.sum()
+    chi2 = ((counts[live] - e) ** 2 / e).sum()
+    assert chi2 < chi_square_99_9999(live.sum() - 1), chi2
+
+
+def test_a_seed_repeats_and_start_rewinds():
+    probabilities = softmax32(np.random.default_rng(0).standard_normal(50))
+    a, b = Sampler(top_p=0.9, seed=5), Sampler(top_p=0.9, seed=5)
+    a.start(), b.start()
+    first = [a.next_token(probabilities, 50) for _ in range(30)]
+    assert first == [b.next_token(probabilities, 50) for _ in range(30)]
+    a.start()  # each completion draws as a process of its own would
+    assert [a.next_token(probabilities, 50) for _ in range(30)] == first
+    assert len(set(first)) > 3
+
+
+def test_temperature_zero_is_the_argmax_and_no_option_is_gpt_c():
+    probabilities = np.array([0.3, 0.25, 0.45, 0.0], np.float32)
+    assert Sampler(temperature=0).next_token(probabilities, 3) == 2
+    assert Sampler().next_token(probabilities, 3) == sample_mult(probabilities, 3, 0.5) == 1
+
+
+# ----------------------------------------------------------------------------
+# the CLI: a seed gives the same tokens everywhere the model computes the same numbers
+
+FLAT = ["--temperature", "20"]  # confident models' logits (sd ~20) become sd ~1: the draws vary
+
+
+def test_a_seed_gives_the_same_tokens_on_every_backend_and_mode(gpt, make_model):
+    model = make_model(confident=True)
+    runs = {}
+    for options in ([], ["--recompute"], ["--backend", "serial"], ["--threads", "1"], ["--threads", "2"]):
+        result = gpt("--model", model, *FLAT, "--seed", "11", *options, "5", "6")
+        assert result.returncode == 0, result.stderr
+        runs[" ".join(options)] = result.stdout
+    assert len(set(runs.values())) == 1, runs
+    other = gpt("--model", model, *FLAT, "--seed", "12", "5", "6").stdout
+    greedy = gpt("--model", model, "--temperature", "0", "5", "6").stdout
+    assert len({runs[""], other, greedy}) == 3  # the draws do vary
+
+
+def test_without_a_seed_each_run_draws_anew(gpt, make_model):
+    model = make_model(confident=True)
+    outputs = {gpt("--model", model, *FLAT, "-n", "30", "5").stdout for _ in range(3)}
+    assert len(outputs) == 3
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("--temperature", "-1", "must be in [0, 1e+06]"), ("--temperature", "nan", "must be in"),
+    ("--temperature", "1e999", "must be in"), ("--temperature", "warm", "'warm' is not a number"),
+    ("--top-k", "0", "must be at least 1"), ("--top-p", "0", "must be in (0, 1]"), ("--top-p", "1.5", "must be in"),
+    ("--seed", "-3", "must be at least 0"),
+])
+def test_bad_sampling_options(gpt, make_model, option, value, message):
+    result = gpt("--model", make_model(), option, value, "1")
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.splitlines()) == 1
