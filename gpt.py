@@ -48,30 +48,37 @@ def parse_args(argv):
                         help="run the whole prefix every step, as gpt.c does, instead of using a KV cache")
     parser.add_argument("--profile", action="store_true",
                         help="print the time spent in each kernel on stderr at the end")
+    parser.add_argument("--stdin", action="store_true",
+                        help="load the model once, then complete each line of standard input (token ids "
+                             "separated by spaces): the new ids one per line, then an empty line; a bad "
+                             "line gets one error line on stderr and an empty completion")
+    sampling = parser.add_argument_group("sampling (without any of these: gpt.c's fixed coin of 0.5)")
+    sampling.add_argument("--temperature", type=cli.real(0.0, 1e6), metavar="T",
+                          help="divide the logits by T (default 1); 0 takes the most probable token")
+    sampling.add_argument("--top-k", type=cli.integer(1, 2**31 - 1), metavar="K", help="draw from the K most probable tokens")
+    sampling.add_argument("--top-p", type=cli.real(0.0, 1.0, low_open=True), metavar="P",
+                          help="draw from the fewest most probable tokens whose probability reaches P")
+    sampling.add_argument("--seed", type=cli.integer(0, 2**64 - 1), metavar="S",
+                          help="seed numpy's generator: the same seed, the same tokens "
+                               "(default: a fresh seed each run)")
     return parser, parser.parse_args(argv)
 
 
-def parse_token(parser, text):
-    """A token id as an int, or float('inf') for one too long to be an id of any model."""
-    digits = text.removeprefix("-")
-    if not (digits.isdecimal() and digits.isascii()):
-        parser.error(f"token {cli.shorten(text)!r} is not an integer")
-    if text.startswith("-"):
-        parser.error(f"token {cli.shorten(text)} is negative; token ids are 0 or more")
-    digits = digits.lstrip("0") or "0"
-    return int(digits) if len(digits) <= 18 else float("inf")
+MAX_LINE = 1 << 16  # bytes of a --stdin request; a context of 1024 ids is under 7 KB
 
 
 def run(argv):
     parser, args = parse_args(argv)
-    # gpt.c's own checks and messages, kept exactly
-    if not args.tokens:
-        print("Provide at least one token.", file=sys.stderr)
-        return 1
-    if len(args.tokens) > args.n - 1:
-        print("Too many tokens.", file=sys.stderr)
-        return 1
-    tokens = [parse_token(parser, text) for text in args.tokens]
+    if args.stdin and args.tokens:
+        parser.error("--stdin reads the token ids from standard input, not from the command line")
+    if not args.stdin:  # gpt.c's own checks and messages, kept exactly
+        if not args.tokens:
+            print("Provide at least one token.", file=sys.stderr)
+            return 1
+        if len(args.tokens) > args.n - 1:
+            print("Too many tokens.", file=sys.stderr)
+            return 1
+    tokens = [parse_token(text) for text in args.tokens]
     cli.flush_stdout()  # stdout closed or full: say so before the model is loaded
 
     from .checkpoint import MissingCheckpoint, load_checkpoint
@@ -80,26 +87,73 @@ def run(argv):
     except MissingCheckpoint as e:
         raise cli.Failure(f"{e}; `make model` downloads GPT-2 124M, or pass --model PATH") from None
     config = checkpoint.config
-    for token, text in zip(tokens, args.tokens):
-        if token >= config.vocab_size:
-            parser.error(f"token {cli.shorten(text)} is out of range: {args.model} has a vocabulary of "
-                         f"{config.vocab_size} (ids 0..{config.vocab_size - 1})")
     if args.n > config.max_seq_len:
         parser.error(f"-n {args.n} is beyond the model's context of {config.max_seq_len} tokens")
+    check_vocabulary(args, args.tokens, tokens, config)
 
-    from .model import ProfiledKernels, generate, load_backend
+    from .model import Generator, ProfiledKernels, load_backend
+    from .sampler import Sampler
     try:
         kernels = load_backend(args.backend, args.threads)
     except ValueError as e:  # no GPU, or more threads than numba allows
         raise cli.Failure(str(e), code=2) from None
     if args.profile:
         kernels = ProfiledKernels(kernels)
-    recompute = args.recompute or args.backend == "serial"
-    for token in generate(kernels, checkpoint, tokens, args.n, recompute):
-        cli.out(f"{token}\n")  # flushed: callers read tokens as they come
+    sampler = Sampler(args.temperature, args.top_k, args.top_p, args.seed)
+    model = Generator(kernels, checkpoint, args.n, args.recompute or args.backend == "serial", sampler)
+    code = serve(model, args) if args.stdin else complete(model, tokens)
     if args.profile:
-        print(kernels.report(), file=sys.stderr)
+        cli.say(kernels.report())
+    return code
+
+
+def complete(model, tokens):
+    for token in model.complete(tokens):
+        cli.out(f"{token}\n")  # flushed: callers read tokens as they come
     return 0
+
+
+def serve(model, args):
+    """--stdin: a completion for each line, ended by an empty line; 1 if any line failed."""
+    failed = False
+    while line := sys.stdin.buffer.readline(MAX_LINE):
+        try:
+            if not line.endswith(b"\n") and len(line) == MAX_LINE:
+                while (rest := sys.stdin.buffer.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+                    pass
+                raise cli.Failure(f"a request of over {MAX_LINE} bytes")
+            texts = line.decode("utf-8", errors="replace").split()
+            if not texts:
+                raise cli.Failure("no token ids on the line")
+            if len(texts) > args.n - 1:
+                raise cli.Failure(f"{len(texts)} tokens: -n {args.n} takes at most {args.n - 1}")
+            tokens = [parse_token(text) for text in texts]
+            check_vocabulary(args, texts, tokens, model.config)
+            complete(model, tokens)
+        except cli.Failure as e:
+            cli.say(f"gpt: error: {e}")
+            failed = True
+        cli.out("\n")
+    return 1 if failed else 0
+
+
+def parse_token(text):
+    """A token id as an int, or float('inf') for one too long to be an id of any model."""
+    digits = text.removeprefix("-")
+    if not (digits.isdecimal() and digits.isascii()):
+        raise cli.Failure(f"token {cli.shorten(text)!r} is not an integer", code=2)
+    if text.startswith("-"):
+        raise cli.Failure(f"token {cli.shorten(text)} is negative; token ids are 0 or more", code=2)
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else float("inf")
+
+
+def check_vocabulary(args, texts, tokens, config):
+    for text, token in zip(texts, tokens):
+        if token >= config.vocab_size:
+            raise cli.Failure(f"token {cli.shorten(text)} is out of range: "
+                              f"{args.model} has a vocabulary of {config.vocab_size} "
+                              f"(ids 0..{config.vocab_size - 1})", code=2)
 
 
 main = cli.command("gpt", run)
