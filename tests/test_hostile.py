@@ -444,13 +444,14 @@ def long_chat(make_model, *args):
 
 
 def gpts_left(model):
-    return subprocess.run(["pgrep", "-f", f"gpt.py --model={model}"], capture_output=True, text=True).stdout
+    """The gpt processes chat started for this model (its command line: gpt.py --stdin ... --model=M)."""
+    return subprocess.run(["pgrep", "-f", f"gpt.py --stdin .*--model={model}"], capture_output=True, text=True).stdout
 
 
 def test_chat_says_when_gpt_is_killed_mid_completion(make_model):
     proc, model = long_chat(make_model, "--once", "hello there")
     proc.stdout.read(1)  # the completion has begun
-    subprocess.run(["pkill", "-KILL", "-f", f"gpt.py --model={model}"], check=True)
+    subprocess.run(["pkill", "-KILL", "-f", f"gpt.py --stdin .*--model={model}"], check=True)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert err.decode().splitlines() == ["gpt-chat: error: gpt was ended by SIGKILL mid-completion"]
