@@ -136,3 +136,16 @@ def test_a_second_call_compiles_nothing(gpt, make_model, tmp_path):
     assert first.returncode == second.returncode == 0
     assert "data saved" in first.stdout
     assert "data saved" not in second.stdout and "data loaded" in second.stdout
+
+
+def test_the_install_warm_up_compiles_what_any_run_needs(gpt, make_model, tmp_path):
+    """`make install` runs gptpy.warmup on a model of its own: a run on another shape and
+    file version, with the KV cache, recomputing, or resident, then compiles nothing."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_DEBUG_CACHE": "1"}
+    warm = subprocess.run([sys.executable, "-m", "gptpy.warmup"], env=env, capture_output=True, text=True)
+    assert warm.returncode == 0 and "data saved" in warm.stdout, warm.stderr
+    model = make_model(version=5, confident=True)
+    for options, stdin in (([], None), (["--recompute"], None), (["--stdin"], "3 4\n5\n")):
+        run = gpt("--model", model, *options, *([] if stdin else ["3", "4"]), env=env, input=stdin)
+        assert run.returncode == 0 and "data loaded" in run.stdout, run.stderr
+        assert "data saved" not in run.stdout, options

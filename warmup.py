@@ -1,0 +1,33 @@
+"""python -m gptpy.warmup: compile the parallel backend's kernels once, into numba's
+cache (`make install` runs it), so that no later `gpt` compiles: the first `make run`
+after an install starts as fast as any.
+
+numba caches a kernel per type signature, not per shape, so a small model read the way
+`gpt` reads any model (mapped, read-only float32) compiles exactly what a run of GPT-2
+needs, for the KV cache and for --recompute.
+"""
+
+import os
+import sys
+import tempfile
+
+from .checkpoint import GPT2Config, load_checkpoint, write_checkpoint
+from .gpt_checkpoint import random_pieces
+from .model import Generator, load_backend
+
+SMALL = GPT2Config(max_seq_len=16, vocab_size=64, padded_vocab_size=128, num_layers=1, num_heads=2, channels=8)
+
+
+def main():
+    kernels = load_backend("parallel", os.cpu_count())
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "warmup.bin")
+        write_checkpoint(path, SMALL, random_pieces(SMALL), 3)
+        checkpoint = load_checkpoint(path)
+        for recompute in (False, True):
+            list(Generator(kernels, checkpoint, 10, recompute).complete([1, 2]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
