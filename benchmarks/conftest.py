@@ -64,6 +64,19 @@ def pytest_terminal_summary(terminalreporter):
     for name in ("cold start", "warm start"):
         if name in r:
             line(f"{name}, whole process (gpt --model random_124M.bin 31373 612): {r[name]:.2f} s")
+    if "warm start" in r and "job parallel" in r:
+        start_up = r["warm start"] - r["job parallel"]
+        line(f"start-up of a warm whole process (whole minus generation): {start_up:.2f} s")
+        if "chat turn" in r:
+            t = r["chat turn"]
+            line(f"chat turn, after the first: {1e3 * t:.0f} ms = {t / r['warm start']:.2f}x one whole gpt process "
+                 f"(target <= 0.4), {t / r['job parallel']:.2f}x its generation alone (target <= 1.2)")
+        if "chat first turn" in r:
+            line(f"chat session of one turn (start, turn, end): {r['chat first turn']:.2f} s")
+        if "stdin 20" in r:
+            line(f"gpt --stdin, 20 requests: {r['stdin 20']:.2f} s = "
+                 f"{r['stdin 20'] / (20 * r['job parallel'] + start_up):.2f}x 20 generations + one start-up "
+                 f"(target <= 1.1)")
     for T in (64, 256, 1024):
         if f"prefill@{T}" in r:
             line(f"prefill T={T}: {T / r[f'prefill@{T}']:.0f} tokens/s")
