@@ -70,6 +70,11 @@ def load_backend(name, threads=None):
         # numba sizes its pool from this variable once, at import; it defaults to the
         # core count and set_num_threads cannot go past it (oversubscription runs)
         os.environ.setdefault("NUMBA_NUM_THREADS", str(threads))
+    # libgomp's workers spin-wait at each barrier by default; with another busy process
+    # on the same cores each spinner burns the time slice its teammate needs: two gpt at
+    # once took 60 s instead of 2. After 1000 spins they sleep: decode +0.8% alone
+    # (dev/spin.py). libgomp reads this once, when numba first loads it.
+    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
     kernels = importlib.import_module(f"{__package__}.{BACKENDS[name]}")
     if threads:
         import numba

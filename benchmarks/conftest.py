@@ -73,6 +73,9 @@ def pytest_terminal_summary(terminalreporter):
                  f"(target <= 0.4), {t / r['job parallel']:.2f}x its generation alone (target <= 1.2)")
         if "chat first turn" in r:
             line(f"chat session of one turn (start, turn, end): {r['chat first turn']:.2f} s")
+        if "1 at once" in r and "2 at once" in r:
+            line(f"two gpt processes at once: {r['2 at once']:.2f} s = {r['2 at once'] / r['1 at once']:.2f}x one "
+                 f"alone ({r['1 at once']:.2f} s); one after the other would be 2x")
         if "stdin 20" in r:
             line(f"gpt --stdin, 20 requests: {r['stdin 20']:.2f} s = "
                  f"{r['stdin 20'] / (20 * r['job parallel'] + start_up):.2f}x 20 generations + one start-up "

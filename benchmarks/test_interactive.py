@@ -60,3 +60,19 @@ def test_gpt_stdin_20_requests(benchmark, record, model_path):
     benchmark.group = "interactive: gpt --stdin, 20 requests"
     benchmark.pedantic(serve, rounds=3, warmup_rounds=1)
     record("stdin 20")
+
+
+def run_gpt_64(model_path, copies):
+    """`copies` gpt processes at once, each 2 tokens in and 62 out."""
+    procs = [subprocess.Popen([str(BIN / "gpt"), "--model", model_path, "-n", "64", "31373", "612"],
+                              stdout=subprocess.DEVNULL) for _ in range(copies)]
+    assert all(p.wait() == 0 for p in procs)
+
+
+@pytest.mark.parametrize("copies", [1, 2])
+def test_gpt_processes_at_once(benchmark, record, model_path, copies):
+    """Two gpt processes on the same cores (a chat beside a script): OpenMP workers that
+    spin at barriers made this 30x slower than running them one after the other."""
+    benchmark.group = "gpt processes at once, 62 tokens each"
+    benchmark.pedantic(run_gpt_64, args=(model_path, copies), rounds=3, warmup_rounds=1)
+    record(f"{copies} at once")
