@@ -1,6 +1,5 @@
 """Fixtures: small seeded checkpoints made on demand, and the `gpt` CLI as a subprocess."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path

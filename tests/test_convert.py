@@ -2,15 +2,13 @@
 safetensors library writes and reads the files the tests craft and check)."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
 from gptpy.checkpoint import load_checkpoint
-from conftest import SMALL, command, one_error_line, run_cli
+from conftest import SMALL, command, run_cli
 
 
 def convert(*args, **kwargs):

@@ -14,7 +14,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from gptpy.checkpoint import GPT2Config, HEADER_BYTES, MAGIC, file_size
-from conftest import SMALL, VOCAB_50257, command, gpt_command, one_error_line, run_cli
+from conftest import VOCAB_50257, command, one_error_line, run_cli
 
 HUGE = "9" * 5000  # more digits than Python's int() takes from a string
 
