@@ -75,6 +75,7 @@ class Gpt:
     def __init__(self, options, n):
         self.command = [*GPT, "--stdin", "-n", str(n), *options]
         self.proc = None
+        self.busy = False  # a request sent whose answer has not been read to its end
 
     def complete(self, ids):
         """Yields the completion's ids as gpt prints them; raises GptEnded if gpt ends
@@ -85,6 +86,7 @@ class Gpt:
             # its own session: Ctrl-C reaches chat only, which then ends gpt itself
             self.proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          start_new_session=True, preexec_fn=_die_with_parent)
+        self.busy = True
         try:
             self.proc.stdin.write((" ".join(map(str, ids)) + "\n").encode())
             self.proc.stdin.flush()
@@ -94,10 +96,11 @@ class Gpt:
             yield int(line)
         if line == b"":
             raise GptEnded(self.end())
+        self.busy = False
 
     def end(self):
         """Ends gpt (if it still runs): its exit code, negative for a signal."""
-        proc, self.proc = self.proc, None
+        proc, self.proc, self.busy = self.proc, None, False
         if proc is None:
             return 0
         if proc.poll() is None:
@@ -111,8 +114,9 @@ class Gpt:
         return code
 
     def close(self):
-        """At chat's end: gpt finishes on the end of its input, or is ended."""
-        if self.proc is not None:
+        """At chat's end: an idle gpt finishes on the end of its input; one still
+        answering (chat stopped mid-completion) is ended at once."""
+        if self.proc is not None and not self.busy:
             try:
                 self.proc.stdin.close()
                 self.proc.wait(timeout=5)
