@@ -83,6 +83,7 @@ def test_piped_lines_are_prompts(encoding, make_model):
     assert done.stdout == "".join(text + "\n" for text in expected)
     # the long line kept its last 9 tokens, and said so in one line
     assert done.stderr.strip().splitlines() == ["(the text is 12 tokens; gpt takes at most 9: keeping the last 9)"]
+    assert gpts_of(model) == ""  # the end of input ended chat's gpt too
 
 
 def test_n_passes_through(encoding, make_model):
