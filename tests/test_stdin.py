@@ -66,8 +66,9 @@ def test_the_last_line_needs_no_newline(gpt, make_model):
 
 def test_answers_come_before_the_next_request(make_model):
     """An interactive client: each answer arrives, flushed, while stdin stays open."""
+    # unbuffered: a buffered reader may hold lines that select() on the pipe cannot see
     proc = subprocess.Popen([*gpt_command(), "--model", str(make_model(confident=True)), "--stdin"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     try:
         for prompt in PROMPTS:
             proc.stdin.write((" ".join(map(str, prompt)) + "\n").encode())
