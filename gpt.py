@@ -114,27 +114,35 @@ def complete(model, tokens):
 
 
 def serve(model, args):
-    """--stdin: a completion for each line, ended by an empty line; 1 if any line failed."""
+    """--stdin: a completion for each line, ended by an empty line; 1 if any line failed.
+    A bad line is said and answered empty; a failure to write the answers ends gpt."""
     failed = False
     while line := sys.stdin.buffer.readline(MAX_LINE):
         try:
-            if not line.endswith(b"\n") and len(line) == MAX_LINE:
-                while (rest := sys.stdin.buffer.readline(MAX_LINE)) and not rest.endswith(b"\n"):
-                    pass
-                raise cli.Failure(f"a request of over {MAX_LINE} bytes")
-            texts = line.decode("utf-8", errors="replace").split()
-            if not texts:
-                raise cli.Failure("no token ids on the line")
-            if len(texts) > args.n - 1:
-                raise cli.Failure(f"{len(texts)} tokens: -n {args.n} takes at most {args.n - 1}")
-            tokens = [parse_token(text) for text in texts]
-            check_vocabulary(args, texts, tokens, model.config)
-            complete(model, tokens)
+            tokens = parse_request(line, args, model.config)
         except cli.Failure as e:
             cli.say(f"gpt: error: {e}")
-            failed = True
+            failed, tokens = True, []
+        if tokens:
+            complete(model, tokens)
         cli.out("\n")
     return 1 if failed else 0
+
+
+def parse_request(line, args, config):
+    """The token ids of a --stdin line, checked as gpt's command line checks them."""
+    if not line.endswith(b"\n") and len(line) == MAX_LINE:
+        while (rest := sys.stdin.buffer.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+            pass
+        raise cli.Failure(f"a request of over {MAX_LINE} bytes")
+    texts = line.decode("utf-8", errors="replace").split()
+    if not texts:
+        raise cli.Failure("no token ids on the line")
+    if len(texts) > args.n - 1:
+        raise cli.Failure(f"{len(texts)} tokens: -n {args.n} takes at most {args.n - 1}")
+    tokens = [parse_token(text) for text in texts]
+    check_vocabulary(args, texts, tokens, config)
+    return tokens
 
 
 def parse_token(text):

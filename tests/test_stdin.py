@@ -93,3 +93,11 @@ def test_stdin_and_tokens_together_is_a_usage_error(gpt, make_model):
 def test_no_requests(gpt, make_model):
     result = gpt("--model", make_model(), "--stdin", input="")
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_a_full_stdout_ends_gpt_in_one_line(make_model):
+    """A bad request is said and served empty; stdout that cannot be written ends gpt."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([*gpt_command(), "--model", str(make_model()), "--stdin"], input="1 2\nx\n3\n",
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (1, "gpt: error: cannot write to standard output: No space left on device\n")
