@@ -1,6 +1,7 @@
 """The project installed as a user installs it: a wheel (not editable) in a fresh virtual
 environment that also has pyserial, whose import name `serial` is our backend folder's."""
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -16,7 +17,10 @@ def run(*args, **kwargs):
 
 
 def test_a_wheel_installs_one_package_beside_pyserial(tmp_path, make_model, gpt):
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "dist", ROOT)
+    # from a copy: a build in place would leave build/ in the checkout
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "*.bin", "__pycache__", "build", "*.egg-info"))
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "dist", source)
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv)
     site = Path(run(venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").strip())
