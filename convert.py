@@ -167,7 +167,7 @@ def llmc_to_hf(src, dst):
 
     dst = Path(dst)
     refuse_overwriting([src], [dst / "model.safetensors", dst / "config.json"])
-    ckpt = load_checkpoint(src)
+    ckpt = load_checkpoint(src, "fp32")  # safetensors gets float32 values, whatever the file holds
     c, p = ckpt.config, ckpt.params
     tensors = {}
     for name, (hf_name, conv1d) in HF_NAMES.items():

@@ -23,6 +23,7 @@ if __name__ == "__main__" and not __package__:  # `python gpt.py` in a checkout
 from . import cli  # noqa: E402  (after the checkout's bootstrap above)
 
 DEFAULT_MODEL = "gpt2_124M.bin"
+DTYPES = ("fp32", "bf16")  # weights.DTYPES, named here without importing numba
 
 
 def parse_args(argv):
@@ -44,6 +45,9 @@ def parse_args(argv):
     parser.add_argument("--threads", type=cli.threads_type(), default=os.cpu_count(), metavar="K",
                         help=f"parallel backend: a static pool of K workers, 1 to {cli.max_threads()} "
                              f"(4 per core; default: the {os.cpu_count()} cores)")
+    parser.add_argument("--dtype", choices=DTYPES,
+                        help="precision of the matmul weights, the LM head's included: fp32, or bf16 (half the "
+                             "bytes to read per token); default: the model file's own (bf16 for version 5)")
     parser.add_argument("--recompute", action="store_true",
                         help="run the whole prefix every step, as gpt.c does, instead of using a KV cache")
     parser.add_argument("--profile", action="store_true",
@@ -79,11 +83,14 @@ def run(argv):
             print("Too many tokens.", file=sys.stderr)
             return 1
     tokens = [parse_token(text) for text in args.tokens]
+    if args.backend == "cuda" and args.dtype == "bf16":
+        parser.error("--dtype bf16 is not available with --backend cuda (its kernels read float32 "
+                     "weights); use --dtype fp32")
     cli.flush_stdout()  # stdout closed or full: say so before the model is loaded
 
     from .checkpoint import MissingCheckpoint, load_checkpoint
-    try:
-        checkpoint = load_checkpoint(args.model)
+    try:  # the GPU reads float32 whatever the file holds
+        checkpoint = load_checkpoint(args.model, "fp32" if args.backend == "cuda" else args.dtype)
     except MissingCheckpoint as e:
         raise cli.Failure(f"{e}; `make model` downloads GPT-2 124M, or pass --model PATH") from None
     config = checkpoint.config

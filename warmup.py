@@ -3,8 +3,8 @@ cache (`make install` runs it), so that no later `gpt` compiles: the first `make
 after an install starts as fast as any.
 
 numba caches a kernel per type signature, not per shape, so a small model read the way
-`gpt` reads any model (mapped, read-only float32) compiles exactly what a run of GPT-2
-needs, for the KV cache and for --recompute.
+`gpt` reads any model (mapped, read-only) compiles exactly what a run of GPT-2 needs:
+float32 and bfloat16 weights, the KV cache and --recompute.
 """
 
 import os
@@ -23,9 +23,10 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "warmup.bin")
         write_checkpoint(path, SMALL, random_pieces(SMALL), 3)
-        checkpoint = load_checkpoint(path)
-        for recompute in (False, True):
-            list(Generator(kernels, checkpoint, 10, recompute).complete([1, 2]))
+        for dtype in ("fp32", "bf16"):  # a weight's type is part of a kernel's signature
+            checkpoint = load_checkpoint(path, dtype)
+            for recompute in (False, True):
+                list(Generator(kernels, checkpoint, 10, recompute).complete([1, 2]))
     return 0
 
 

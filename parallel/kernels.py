@@ -19,6 +19,8 @@ import math
 import numpy as np
 from numba import get_num_threads, njit, prange
 
+from ..weights import weight_at
+
 jit = njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
 GELU_SCALING_FACTOR = np.float32(math.sqrt(2.0 / math.pi))
 
@@ -43,7 +45,7 @@ def _encoder_forward(out, inp, wte, wpe, B, T, C, K):
             b, t = bt // T, bt % T
             ix = inp[b, t]
             for i in range(C):
-                out[b, t, i] = wte[ix, i] + wpe[t, i]
+                out[b, t, i] = weight_at(wte, ix, i) + wpe[t, i]
 
 
 def layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C):
@@ -103,7 +105,7 @@ def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K):
                 for t in range(0, T4, 4):
                     a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = np.float32(0.0)
                     for i in range(C):
-                        w0, w1 = weight[o, i], weight[o + 1, i]
+                        w0, w1 = weight_at(weight, o, i), weight_at(weight, o + 1, i)
                         x0, x1, x2, x3 = inp[b, t, i], inp[b, t + 1, i], inp[b, t + 2, i], inp[b, t + 3, i]
                         a00 += x0 * w0
                         a01 += x1 * w0
@@ -132,7 +134,7 @@ def _dot_rows(out, inp, weight, bias, b, o, t_start, T, C):
     for t in range(t_start, T):
         a0 = np.float32(0.0)
         for i in range(C):
-            a0 += inp[b, t, i] * weight[o, i]
+            a0 += inp[b, t, i] * weight_at(weight, o, i)
         out[b, t, o] = a0 + b0
 
 

@@ -13,6 +13,8 @@ import math
 import numpy as np
 from numba import njit
 
+from ..weights import weight_at
+
 jit = njit(cache=True, error_model="numpy")
 
 # llm.c: #define GELU_SCALING_FACTOR sqrtf(2.0f / M_PI)
@@ -21,12 +23,13 @@ GELU_SCALING_FACTOR = np.float32(math.sqrt(2.0 / math.pi))
 
 @jit
 def encoder_forward(out, inp, wte, wpe, B, T, C):
-    """out (B,T,C) = wte[inp] + wpe[t]; inp (B,T) int32 token ids, wte (Vp,C), wpe (maxT,C)."""
+    """out (B,T,C) = wte[inp] + wpe[t]; inp (B,T) int32 token ids, wte (Vp,C) float32 or
+    bfloat16 bits (weights.py), wpe (maxT,C)."""
     for b in range(B):
         for t in range(T):
             ix = inp[b, t]
             for i in range(C):
-                out[b, t, i] = wte[ix, i] + wpe[t, i]
+                out[b, t, i] = weight_at(wte, ix, i) + wpe[t, i]
 
 
 @jit
@@ -58,13 +61,14 @@ def layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C):
 
 @jit
 def matmul_forward(out, inp, weight, bias, B, T, C, OC):
-    """out (B,T,OC) = inp (B,T,C) @ weight (OC,C).T + bias (OC,); bias may be None."""
+    """out (B,T,OC) = inp (B,T,C) @ weight (OC,C).T + bias (OC,); bias may be None; weight
+    float32 or bfloat16 bits (weights.py), every product and sum in float32."""
     for b in range(B):
         for t in range(T):
             for o in range(OC):
                 val = np.float32(0.0) if bias is None else bias[o]
                 for i in range(C):
-                    val += inp[b, t, i] * weight[o, i]
+                    val += inp[b, t, i] * weight_at(weight, o, i)
                 out[b, t, o] = val
 
 

@@ -44,9 +44,25 @@ def test_round_trip_maps_the_file_without_copying(make_model):
 def test_bfloat16_file_is_half_the_size_and_reads_back(make_model):
     v3, v5 = make_model(version=3), make_model(version=5)
     assert os.path.getsize(v5) - HEADER_BYTES == (os.path.getsize(v3) - HEADER_BYTES) // 2
-    a, b = load_checkpoint(v3), load_checkpoint(v5)
+    a, b = load_checkpoint(v3), load_checkpoint(v5, "fp32")
     for name in a.params:
         np.testing.assert_array_equal(a.params[name], b.params[name])
+
+
+def test_a_version_5_file_is_used_as_it_is_and_any_file_as_either_precision(make_model):
+    """Version 5: the matmul weights are the mapped bfloat16 bits, not a widened copy.
+    Version 3 asked for bf16: rounded once. Other parameters are float32 either way."""
+    v3, v5 = load_checkpoint(make_model(version=3)), load_checkpoint(make_model(version=5))
+    rounded = load_checkpoint(make_model(version=3), "bf16")
+    assert (v3.dtype, v5.dtype, rounded.dtype) == ("fp32", "bf16", "bf16")
+    for name in checkpoint.MATMUL_WEIGHTS:
+        bits = v5.params[name]
+        assert bits.dtype == np.uint16 and not bits.flags.owndata and not bits.flags.writeable
+        assert np.shares_memory(bits, v5.params["wte"].base)  # one mapping of the file
+        np.testing.assert_array_equal(rounded.params[name], checkpoint.float32_to_bf16(v3.params[name]))
+        assert not rounded.params[name].flags.writeable  # the same numba type as a mapped view
+    for name in set(v3.params) - set(checkpoint.MATMUL_WEIGHTS):
+        assert v5.params[name].dtype == rounded.params[name].dtype == np.float32
 
 
 def test_bfloat16_rounds_to_nearest_even():

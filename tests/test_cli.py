@@ -148,3 +148,17 @@ def test_the_install_warm_up_compiles_what_any_run_needs(gpt, make_model, tmp_pa
         run = gpt("--model", model, *options, *([] if stdin else ["3", "4"]), env=env, input=stdin)
         assert run.returncode == 0 and "data loaded" in run.stdout, run.stderr
         assert "data saved" not in run.stdout, options
+
+
+@pytest.mark.parametrize("version", [3, 5])
+def test_every_dtype_gives_the_same_tokens(gpt, make_model, version):
+    """The generated values are bfloat16-exact: fp32 and bf16 compute the same products."""
+    model = make_model(version=version, confident=True)
+    runs = {dtype: tokens_of(gpt("--model", model, *dtype.split(), "5", "6"))
+            for dtype in ("", "--dtype fp32", "--dtype bf16", "--dtype bf16 --recompute", "--dtype bf16 --backend serial")}
+    assert len({tuple(r) for r in runs.values()}) == 1, runs
+
+
+def test_the_gpu_backend_refuses_bf16_in_one_line(gpt, make_model):
+    line = one_error_line(gpt("--model", make_model(version=5), "--backend", "cuda", "--dtype", "bf16", "1"), 2)
+    assert "--dtype bf16 is not available with --backend cuda" in line

@@ -47,9 +47,10 @@ def cached_last_logits(backend, path, tokens, prefill):
 def test_logits_match_numpy(backend, version, tokens, make_model):
     # confident and lively: logits ~20, attention and GELU off their flat and linear
     # ranges, so that a small error in any kernel exceeds the tolerance
-    ckpt, logits, probs = forward_logits(backend, make_model(version=version, confident=True, lively=True), tokens)
+    path = make_model(version=version, confident=True, lively=True)
+    ckpt, logits, probs = forward_logits(backend, path, tokens)  # version 5: the bf16 kernels
     V = ckpt.config.vocab_size
-    expected = gpt2_logits(ckpt.params, ckpt.config, np.array(tokens))  # (T, V)
+    expected = gpt2_logits(load_checkpoint(path, "fp32").params, ckpt.config, np.array(tokens))  # (T, V)
     # float32 sums of at most 4C terms of order 1: errors near 1e-6, 1e-4 has margin
     np.testing.assert_allclose(logits[-1, :V], expected[-1], rtol=0, atol=1e-4)
     np.testing.assert_allclose(logits[:, :V], expected, rtol=0, atol=1e-4)

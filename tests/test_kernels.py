@@ -10,6 +10,7 @@ import pytest
 import importlib
 
 from gptpy import serial
+from gptpy.checkpoint import bf16_to_float32, float32_to_bf16
 from gptpy.model import BACKENDS, KERNELS, available_backends, load_backend
 from reference import causal_attention, gelu, layernorm, softmax
 
@@ -28,7 +29,7 @@ def rand(rng, *shape, scale=1.0):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_every_backend_has_the_serial_kernels_with_their_signatures(backend):
-    module = importlib.import_module(BACKENDS[backend])  # gpu imports without a GPU
+    module = importlib.import_module(f"gptpy.{BACKENDS[backend]}")  # gpu imports without a GPU
     for name in KERNELS:
         serial_signature = inspect.signature(getattr(serial, name).py_func)
         backend_kernel = getattr(module, name)
@@ -134,3 +135,30 @@ def test_softmax_forward(kernels, B, T, V, Vp):
     kernels.softmax_forward(probs, logits, B, T, V, Vp)
     np.testing.assert_allclose(probs[..., :V], softmax(logits[..., :V].astype(np.float64)), rtol=1e-5, atol=1e-7)
     assert np.all(probs[..., V:] == 0)  # the padding is never sampled
+
+
+# bfloat16 weights (weights.py): widening is exact and the kernels keep their order of
+# operations, so a bfloat16 weight gives exactly what its widened float32 copy gives
+
+@pytest.mark.parametrize("backend", ["serial", "parallel"])
+@pytest.mark.parametrize("B,T,C,NH", SHAPES + [(1, 9, 36, 3), (1, 66, 40, 1)])  # the matmul's tiles and their tails
+def test_bf16_weights_compute_what_their_float32_widening_does(backend, B, T, C, NH):
+    kernels = load_backend(backend)
+    rng = np.random.default_rng(9)
+    OC = 3 * C + 1
+    bits = float32_to_bf16(rand(rng, OC, C))
+    wide = bf16_to_float32(bits)
+    inp, bias = rand(rng, B, T, C), rand(rng, OC)
+    out_bits, out_wide = (np.full((B, T, OC), np.nan, dtype=np.float32) for _ in range(2))
+    kernels.matmul_forward(out_bits, inp, bits, bias, B, T, C, OC)
+    kernels.matmul_forward(out_wide, inp, wide, bias, B, T, C, OC)
+    np.testing.assert_array_equal(out_bits, out_wide)
+    expected = inp.astype(np.float64) @ wide.T.astype(np.float64) + bias
+    np.testing.assert_allclose(out_bits, expected, rtol=1e-5, atol=1e-5 * np.sqrt(C))
+    tokens = rng.integers(0, OC, (B, T)).astype(np.int32)
+    wpe = rand(rng, T, C)
+    enc_bits, enc_wide = (np.full((B, T, C), np.nan, dtype=np.float32) for _ in range(2))
+    kernels.encoder_forward(enc_bits, tokens, bits, wpe, B, T, C)
+    kernels.encoder_forward(enc_wide, tokens, wide, wpe, B, T, C)
+    np.testing.assert_array_equal(enc_bits, enc_wide)
+    np.testing.assert_array_equal(enc_bits, wide[tokens] + wpe[:T])
