@@ -2,6 +2,7 @@
 Each benchmark records its median in RESULTS; the end of the run prints what follows
 from them side by side: decode against the bandwidth floor, and the speed-ups."""
 
+import math
 import os
 from pathlib import Path
 
@@ -35,8 +36,11 @@ def record(benchmark):
     return keep
 
 
-def weight_bytes(config):
-    return checkpoint.num_parameters(config) * 4
+def weight_bytes(config, dtype="fp32"):
+    """Bytes decoding reads per token: every parameter, the matmul weights in `dtype`."""
+    matmul = sum(math.prod(shape) for name, shape in checkpoint.parameter_table(config)
+                 if name in checkpoint.MATMUL_WEIGHTS)
+    return checkpoint.num_parameters(config) * 4 - matmul * (2 if dtype == "bf16" else 0)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -54,6 +58,13 @@ def pytest_terminal_summary(terminalreporter):
             if f"decode@{ctx}" in r:
                 d = r[f"decode@{ctx}"]
                 line(f"decode at context {ctx}: {1e3 * d:.1f} ms/token = {100 * floor / d:.0f}% of the floor's speed")
+        bf16_floor = weight_bytes(checkpoint.GPT2_124M, "bf16") / bw
+        for ctx in (16, 512):
+            if f"decode@{ctx} bf16" in r:
+                d = r[f"decode@{ctx} bf16"]
+                line(f"decode at context {ctx}, bf16 weights: {1e3 * d:.1f} ms/token = {100 * bf16_floor / d:.0f}% of "
+                     f"its floor's speed ({1e3 * bf16_floor:.1f} ms); {r.get(f'decode@{ctx}', 0) / d:.2f}x fp32 "
+                     f"(target >= 1.8)")
         if "job parallel" in r:
             line(f"gpt.c job (2 in, 8 out; 8 weight reads): {1e3 * r['job parallel']:.0f} ms = "
                  f"{r['job parallel'] / (8 * floor):.2f}x its floor of {1e3 * 8 * floor:.0f} ms")
@@ -82,7 +93,10 @@ def pytest_terminal_summary(terminalreporter):
                  f"(target <= 1.1)")
     for T in (64, 256, 1024):
         if f"prefill@{T}" in r:
-            line(f"prefill T={T}: {T / r[f'prefill@{T}']:.0f} tokens/s")
+            bf16 = f"; bf16 {T / r[f'prefill@{T} bf16']:.0f}" if f"prefill@{T} bf16" in r else ""
+            line(f"prefill T={T}: {T / r[f'prefill@{T}']:.0f} tokens/s{bf16}")
+    for name in sorted(k for k in r if k.startswith("peak ")):
+        line(f"{name}: {r[name] / 1e6:.0f} MB")
     C = checkpoint.GPT2_124M.channels
     for case, (inp, out) in (("qkv", (C, 3 * C)), ("fcproj", (4 * C, C)), ("lm head", (C, 50304))):
         if f"matmul_forward {case} parallel" in r:  # test_forward.py's kernels, at T = 64

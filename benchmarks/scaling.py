@@ -41,7 +41,7 @@ def median_seconds(fn, rounds):
     return statistics.median(times)
 
 
-def worker(backend, threads, model_path, prompt, rounds):
+def worker(backend, threads, model_path, prompt, rounds, dtype=None):
     """One process's measurements: {workload: median seconds, "tokens": {...}}."""
     import numpy as np
 
@@ -50,7 +50,7 @@ def worker(backend, threads, model_path, prompt, rounds):
     from membw import read_bandwidth
 
     kernels = load_backend(backend, threads)
-    ckpt = load_checkpoint(model_path)
+    ckpt = load_checkpoint(model_path, dtype)
     config, params = ckpt.config, ckpt.params
     n = min(10, config.max_seq_len)
     result = {"tokens": {"recompute": list(map(int, generate(kernels, ckpt, prompt, n, recompute=True))),
@@ -72,23 +72,23 @@ def worker(backend, threads, model_path, prompt, rounds):
     return result
 
 
-def run_worker(backend, threads, model_path, prompt, rounds):
+def run_worker(backend, threads, model_path, prompt, rounds, dtype=None):
     """worker() in a fresh interpreter, its pool sized before numba is imported."""
     env = dict(os.environ, NUMBA_NUM_THREADS=str(max(threads, os.cpu_count() or 1)))
     command = [sys.executable, __file__, "--worker", backend, "--threads", str(threads), "--model", str(model_path),
-               "--prompt", ",".join(map(str, prompt)), "--rounds", str(rounds)]
+               "--prompt", ",".join(map(str, prompt)), "--rounds", str(rounds), *(["--dtype", dtype] if dtype else [])]
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"worker K={threads} failed: {done.stderr.strip()}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def scaling(model_path, thread_counts, prompt, rounds, plot=None, log=print):
+def scaling(model_path, thread_counts, prompt, rounds, plot=None, log=print, dtype=None):
     """Runs serial once and parallel for each K; returns {"serial": ..., K: ...}."""
-    results = {"serial": run_worker("serial", 1, model_path, prompt, max(1, rounds // 3))}
+    results = {"serial": run_worker("serial", 1, model_path, prompt, max(1, rounds // 3), dtype)}
     log(f"serial: recompute {1e3 * results['serial']['recompute']:.0f} ms")
     for K in thread_counts:
-        results[K] = run_worker("parallel", K, model_path, prompt, rounds)
+        results[K] = run_worker("parallel", K, model_path, prompt, rounds, dtype)
         log(f"K={K}: " + ", ".join(f"{w} {1e3 * results[K][w]:.1f} ms" for w in WORKLOADS))
     log(table(results, thread_counts))
     if plot:
@@ -141,15 +141,16 @@ def main():
     parser.add_argument("--prompt", default="31373,612")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--plot", default=str(ROOT / "scaling.png"))
+    parser.add_argument("--dtype", choices=("fp32", "bf16"), help="the weights' precision (default: the file's own)")
     parser.add_argument("--worker", choices=("serial", "parallel"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     prompt = [int(t) for t in args.prompt.split(",")]
     if args.worker:
-        print(json.dumps(worker(args.worker, int(args.threads), args.model, prompt, args.rounds)))
+        print(json.dumps(worker(args.worker, int(args.threads), args.model, prompt, args.rounds, args.dtype)))
         return 0
     cores = os.cpu_count()
     thread_counts = [int(k) for k in args.threads.split(",")] if args.threads else [*range(1, cores + 1), 2 * cores]
-    scaling(args.model, thread_counts, prompt, args.rounds, args.plot)
+    scaling(args.model, thread_counts, prompt, args.rounds, args.plot, dtype=args.dtype)
     return 0
 
 

@@ -5,6 +5,7 @@ import pytest
 
 from results import RESULTS
 from membw import read_bandwidth
+from gptpy.checkpoint import load_checkpoint
 from gptpy.model import generate
 from gptpy.model import Activations, gpt2_forward, load_backend
 
@@ -28,27 +29,31 @@ def test_gpt_c_job(benchmark, record, model_124M, backend, recompute, rounds):
     record("job serial" if backend == "serial" else "job parallel recompute" if recompute else "job parallel")
 
 
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 @pytest.mark.parametrize("context", [16, 512])
-def test_decode(benchmark, record, model_124M, context):
+def test_decode(benchmark, record, model_124M, context, dtype):
     """One new position against a KV cache holding `context` positions."""
-    config, kernels = model_124M.config, load_backend("parallel")
+    model = load_checkpoint(model_124M.path, dtype)
+    config, kernels = model.config, load_backend("parallel")
     acts = Activations(config, 1, context + 1)
     inputs = np.arange(context + 1, dtype=np.int32).reshape(1, -1) % config.vocab_size
-    gpt2_forward(kernels, model_124M.params, config, acts, inputs, 1, context, last_only=True)  # the cache
+    gpt2_forward(kernels, model.params, config, acts, inputs, 1, context, last_only=True)  # the cache
     benchmark.group = "decode: ms per token"
-    benchmark.pedantic(gpt2_forward, args=(kernels, model_124M.params, config, acts, inputs, 1, context + 1, context, True),
+    benchmark.pedantic(gpt2_forward, args=(kernels, model.params, config, acts, inputs, 1, context + 1, context, True),
                        rounds=20, warmup_rounds=2)
-    record(f"decode@{context}")
+    record(f"decode@{context}" + ("" if dtype == "fp32" else f" {dtype}"))
 
 
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 @pytest.mark.parametrize("T,rounds", [(64, 5), (256, 3), (1024, 3)])
-def test_prefill(benchmark, record, model_124M, T, rounds):
+def test_prefill(benchmark, record, model_124M, T, rounds, dtype):
     """A T-token prompt in one pass, logits at the last position (what decoding needs)."""
-    config, kernels = model_124M.config, load_backend("parallel")
+    model = load_checkpoint(model_124M.path, dtype)
+    config, kernels = model.config, load_backend("parallel")
     acts = Activations(config, 1, T)
     inputs = np.arange(T, dtype=np.int32).reshape(1, T)
     benchmark.group = "prefill"
-    benchmark.pedantic(gpt2_forward, args=(kernels, model_124M.params, config, acts, inputs, 1, T, 0, True),
+    benchmark.pedantic(gpt2_forward, args=(kernels, model.params, config, acts, inputs, 1, T, 0, True),
                        rounds=rounds, warmup_rounds=1)
     benchmark.extra_info["tokens/s"] = round(T / benchmark.stats.stats.median)
-    record(f"prefill@{T}")
+    record(f"prefill@{T}" + ("" if dtype == "fp32" else f" {dtype}"))
