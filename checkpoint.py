@@ -12,6 +12,7 @@ into one that matches a small file. This module needs numpy only.
 """
 
 import math
+import mmap
 from dataclasses import dataclass
 
 import numpy as np
@@ -179,9 +180,12 @@ def load_checkpoint(path, dtype=None):
     need_memory(sum((4 if version == 5 else 2) * math.prod(shape) for _, shape in copied),
                 f"{path}'s weights as {dtype}")
     try:
-        data = np.asarray(np.memmap(path, dtype=STORAGE_DTYPE[version], mode="r", offset=HEADER_BYTES))
-    except (OSError, ValueError) as e:
+        with open_regular(path, "model file") as f:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (Failure, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: cannot map: {e}") from None
+    itemsize = STORAGE_DTYPE[version].itemsize
+    data = np.frombuffer(mapped, dtype=STORAGE_DTYPE[version], offset=HEADER_BYTES)  # read-only
     params, offset = {}, 0
     for name, shape in table:
         n = math.prod(shape)
@@ -189,9 +193,20 @@ def load_checkpoint(path, dtype=None):
         if (name, shape) in copied:
             tensor = bf16_to_float32(tensor) if version == 5 else float32_to_bf16(tensor)
             tensor.flags.writeable = False  # the same numba type as a mapped view
+            _forget_pages(mapped, HEADER_BYTES + offset * itemsize, n * itemsize)
         params[name] = tensor
         offset += n
     return Checkpoint(str(path), version, config, params, dtype)
+
+
+def _forget_pages(mapped, start, length):
+    """Drops the file's pages in [start, start + length) from this process's memory: a
+    tensor that was copied to another precision is not read there again, and its pages
+    would otherwise count in the resident memory until the map is gone."""
+    page = mmap.PAGESIZE
+    lo, hi = -(-start // page) * page, (start + length) // page * page
+    if hi > lo:
+        mapped.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
 
 def bf16_to_float32(bits):
