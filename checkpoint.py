@@ -13,6 +13,7 @@ into one that matches a small file. This module needs numpy only.
 
 import math
 import mmap
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,6 +143,14 @@ def _config_from_header(path, header):
 
 def read_header(path):
     """(version, config) of a checkpoint, after checking the header and the exact file size."""
+    with _open_checked(path) as (_, version, config):
+        return version, config
+
+
+@contextmanager
+def _open_checked(path):
+    """The open file, its version and config, once the header and the exact size are
+    checked: the loader maps the very file it checked."""
     path = str(path)
     try:
         f = open_regular(path, "model file")
@@ -152,16 +161,17 @@ def read_header(path):
     with f:
         head = f.read(HEADER_BYTES)
         size = f.seek(0, 2)
-    if len(head) < HEADER_BYTES:
-        _fail(path, f"truncated header: {len(head)} bytes, expected {HEADER_BYTES} "
-                    "(not an llm.c checkpoint, or an interrupted download)")
-    version, config = _config_from_header(path, np.frombuffer(head, dtype="<i4"))
-    expected = file_size(config, version)
-    if size != expected:
-        kind = "truncated" if size < expected else "too long"
-        _fail(path, f"{kind}: {size} bytes, but its header (version {version}, L={config.num_layers}, "
-                    f"C={config.channels}, V={config.vocab_size}, maxT={config.max_seq_len}) needs exactly {expected}")
-    return version, config
+        if len(head) < HEADER_BYTES:
+            _fail(path, f"truncated header: {len(head)} bytes, expected {HEADER_BYTES} "
+                        "(not an llm.c checkpoint, or an interrupted download)")
+        version, config = _config_from_header(path, np.frombuffer(head, dtype="<i4"))
+        expected = file_size(config, version)
+        if size != expected:
+            kind = "truncated" if size < expected else "too long"
+            _fail(path, f"{kind}: {size} bytes, but its header (version {version}, L={config.num_layers}, "
+                        f"C={config.channels}, V={config.vocab_size}, maxT={config.max_seq_len}) "
+                        f"needs exactly {expected}")
+        yield f, version, config
 
 
 def load_checkpoint(path, dtype=None):
@@ -170,20 +180,19 @@ def load_checkpoint(path, dtype=None):
     is, mapped, never copied; bfloat16 asked as float32 is widened once (exact), float32
     asked as bfloat16 rounded once (to nearest even). Other parameters are float32,
     widened from a version-5 file."""
-    version, config = read_header(path)
-    dtype = dtype or ("bf16" if version == 5 else "fp32")
-    if dtype not in ("fp32", "bf16"):
+    if dtype not in (None, "fp32", "bf16"):
         raise ValueError(f"unknown dtype {dtype!r}")
-    table = parameter_table(config)
-    copied = [(name, shape) for name, shape in table
-              if (version == 5) != (dtype == "bf16" and name in MATMUL_WEIGHTS)]
-    need_memory(sum((4 if version == 5 else 2) * math.prod(shape) for _, shape in copied),
-                f"{path}'s weights as {dtype}")
-    try:
-        with open_regular(path, "model file") as f:
+    with _open_checked(path) as (f, version, config):
+        dtype = dtype or ("bf16" if version == 5 else "fp32")
+        table = parameter_table(config)
+        copied = [(name, shape) for name, shape in table
+                  if (version == 5) != (dtype == "bf16" and name in MATMUL_WEIGHTS)]
+        need_memory(sum((4 if version == 5 else 2) * math.prod(shape) for _, shape in copied),
+                    f"{path}'s weights as {dtype}")
+        try:
             mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except (Failure, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: cannot map: {e}") from None
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"{path}: cannot map: {e}") from None
     itemsize = STORAGE_DTYPE[version].itemsize
     data = np.frombuffer(mapped, dtype=STORAGE_DTYPE[version], offset=HEADER_BYTES)  # read-only
     params, offset = {}, 0

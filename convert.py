@@ -41,7 +41,11 @@ def read_hf_config(path, version):
     """config.json -> GPT2Config, checked by the loader's rules (checkpoint.config_problem)."""
     from .checkpoint import GPT2Config, config_problem, padded_vocab
 
-    with open_hf_file(path) as f:
+    try:
+        f = open_regular(path, path.name)
+    except Missing:
+        raise not_in_folder(path) from None
+    with f:
         text = f.read((1 << 20) + 1)
     if len(text) > 1 << 20:
         raise Failure(f"{path}: over 1 MB: not a GPT-2 config.json")
@@ -70,23 +74,22 @@ def read_hf_config(path, version):
     return config
 
 
-def open_hf_file(path):
-    try:
-        return open_regular(path, path.name)
-    except Missing:
-        raise Failure(f"{path.parent}: no {path.name}: a Hugging Face GPT-2 folder holds config.json "
-                      "and model.safetensors") from None
+def not_in_folder(path):
+    return Failure(f"{path.parent}: no {path.name}: a Hugging Face GPT-2 folder holds config.json "
+                   "and model.safetensors")
 
 
 def hf_tensors(src, config):
-    """{llm.c-side Hugging Face name (no prefix): safetensors name} of src/model.safetensors,
-    checked against config: every tensor there, of its shape, and no other."""
+    """src/model.safetensors, checked against config (every tensor there, of its shape and
+    a float type, and no other), and {its names without the prefix: as stored}."""
     import numpy as np
 
     from .safetensors_format import SafetensorsFile
 
-    open_hf_file(src / "model.safetensors").close()
-    st = SafetensorsFile(src / "model.safetensors")
+    try:
+        st = SafetensorsFile(src / "model.safetensors")
+    except Missing:
+        raise not_in_folder(src / "model.safetensors") from None
     names = {}
     for name in st.entries:
         if name.endswith(BUFFERS):
@@ -97,25 +100,23 @@ def hf_tensors(src, config):
                 raise Failure(f"{src}: both {PREFIX}{short} and {short}, with different values")
             continue
         names[short] = name
-    if "lm_head.weight" in names:  # a tied head, when saved, is a copy of wte
-        if "wte.weight" in names and not np.array_equal(st.float32(names.pop("lm_head.weight")),
-                                                        st.float32(names["wte.weight"])):
-            raise Failure(f"{src}: lm_head.weight differs from wte.weight; llm.c ties them")
-        names.pop("lm_head.weight", None)
+    head = names.pop("lm_head.weight", None)  # a tied head, when saved, is a copy of wte
+    if head and "wte.weight" in names and not np.array_equal(st.float32(head), st.float32(names["wte.weight"])):
+        raise Failure(f"{src}: lm_head.weight differs from wte.weight; llm.c ties them")
     layers = {int(m.group(1)) for name in names if (m := re.match(r"h\.(\d+)\.", name))}
     if layers != set(range(len(layers))) or len(layers) != config.num_layers:
         raise Failure(f"{src}: config.json says n_layer = {config.num_layers}, model.safetensors holds "
                       f"{len(layers)} layers" + ("" if layers == set(range(len(layers))) else f" numbered up to {max(layers)}"))
-    for name, shape in expected_shapes(config).items():
-        stored = names.pop(name, None)
-        if stored is None:
+    expected = expected_shapes(config)
+    for name, shape in expected.items():
+        if name not in names:
             raise Failure(f"{src}: model.safetensors has no {name}")
-        if st.shape(stored) != shape:
-            raise Failure(f"{src}: {name} has shape {st.shape(stored)}, expected {shape} for {config}")
-        st.check_float(stored)
-    if names:
-        raise Failure(f"{src}: tensors GPT-2 does not have: {', '.join(sorted(names)[:5])}")
-    return st
+        if st.shape(names[name]) != shape:
+            raise Failure(f"{src}: {name} has shape {st.shape(names[name])}, expected {shape} for {config}")
+        st.check_float(names[name])
+    if len(names) > len(expected):
+        raise Failure(f"{src}: tensors GPT-2 does not have: {', '.join(sorted(set(names) - set(expected))[:5])}")
+    return st, names
 
 
 def expected_shapes(config):
@@ -143,13 +144,12 @@ def hf_to_llmc(src, dst, version=3):
     src = Path(src)
     refuse_overwriting([src / "config.json", src / "model.safetensors"], [dst])
     config = read_hf_config(src / "config.json", version)
-    st = hf_tensors(src, config)
-    full = {name.removeprefix(PREFIX): name for name in st.entries}
+    st, stored = hf_tensors(src, config)
 
     def pieces():
         for name, (hf_name, conv1d) in HF_NAMES.items():
             for l in range(config.num_layers if "{l}" in hf_name else 1):
-                tensor = st.float32(full[hf_name.format(l=l)])
+                tensor = st.float32(stored[hf_name.format(l=l)])
                 yield name, tensor.T if conv1d else tensor
             if name == "wte" and config.padded_vocab_size > config.vocab_size:
                 yield name, np.zeros((config.padded_vocab_size - config.vocab_size, config.channels), np.float32)

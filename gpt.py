@@ -21,8 +21,8 @@ if __name__ == "__main__" and not __package__:  # `python gpt.py` in a checkout
     sys.exit(run_as_package("gpt"))
 
 from . import cli  # noqa: E402  (after the checkout's bootstrap above)
+from .gpt_checkpoint import DEFAULT_MODEL  # noqa: E402  (standard library and cli only)
 
-DEFAULT_MODEL = "gpt2_124M.bin"
 DTYPES = ("fp32", "bf16")  # weights.DTYPES, named here without importing numba
 
 

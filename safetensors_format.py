@@ -10,6 +10,7 @@ one line), and widens F16 and BF16 to float32 only when a tensor is asked for.
 
 import json
 import math
+import mmap
 
 import numpy as np
 
@@ -27,17 +28,16 @@ class SafetensorsFile:
         self.path = str(path)
         with open_regular(path, "safetensors file") as f:
             size = f.seek(0, 2)
-            f.seek(0)
-            head = f.read(8)
-            if len(head) < 8:
+            if size < 8:
                 self._fail(f"{size} bytes: too short for a header")
-            n = int.from_bytes(head, "little")
-            if n > min(MAX_HEADER, size - 8):
-                self._fail(f"its header's length, {n} bytes, is more than the file holds")
-            try:
-                header = json.loads(f.read(n).decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-                self._fail("its header is not JSON")
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # read from this one map
+        n = int.from_bytes(self._map[:8], "little")
+        if n > min(MAX_HEADER, size - 8):
+            self._fail(f"its header's length, {n} bytes, is more than the file holds")
+        try:
+            header = json.loads(self._map[8:8 + n].decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            self._fail("its header is not JSON")
         if not isinstance(header, dict):
             self._fail("its header is not a JSON object")
         header.pop("__metadata__", None)
@@ -67,14 +67,13 @@ class SafetensorsFile:
             raise Failure(f"{self.path}: {name} is {self.entries[name][0]}; GPT-2's weights are one of F32, F16, BF16")
 
     def float32(self, name):
-        """The tensor as a float32 array (F32 as mapped, without a copy)."""
+        """The tensor as a float32 array (F32 as mapped, read-only, without a copy)."""
         self.check_float(name)
         dtype, shape, begin = self.entries[name]
         count = math.prod(shape)
         if count == 0:
             return np.zeros(shape, np.float32)
-        data = np.memmap(self.path, dtype=DTYPES[dtype], mode="r", offset=self.data_offset + begin, shape=(count,))
-        data = np.asarray(data).reshape(shape)
+        data = np.frombuffer(self._map, DTYPES[dtype], count, self.data_offset + begin).reshape(shape)
         if dtype == "BF16":
             return (data.astype(np.uint32) << 16).view(np.float32)
         return data if dtype == "F32" else data.astype(np.float32)
