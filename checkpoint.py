@@ -26,6 +26,7 @@ HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
 # version -> how a parameter is stored on disk; bfloat16 is kept as its raw uint16 bits
 STORAGE_DTYPE = {1: np.dtype("<f4"), 3: np.dtype("<f4"), 5: np.dtype("<u2")}
+QBLOCK = 32  # int8 weights: values per scale (weights.py)
 VOCAB_PADDING = 128  # llm.c pads wte's rows to a multiple of 128: 50257 -> 50304
 
 
@@ -105,8 +106,8 @@ def config_problem(config, version):
 # ----------------------------------------------------------------------------
 # reading
 
-# the weights the matmul reads (wte also as the encoder's table): float32, or bfloat16
-# bits as uint16 (weights.py); every other parameter is float32
+# the weights the matmul reads (wte also as the encoder's table): float32, bfloat16 bits
+# as uint16, or int8 with scales (weights.py); every other parameter is float32
 MATMUL_WEIGHTS = ("wte", "qkvw", "attprojw", "fcw", "fcprojw")
 
 
@@ -115,8 +116,8 @@ class Checkpoint:
     path: str
     version: int
     config: GPT2Config
-    params: dict  # name -> read-only ndarray of parameter_table's shape
-    dtype: str = "fp32"  # of MATMUL_WEIGHTS: "fp32" (float32) or "bf16" (uint16 bits)
+    params: dict  # name -> read-only ndarray of parameter_table's shape (int8: see load_checkpoint)
+    dtype: str = "fp32"  # of MATMUL_WEIGHTS: "fp32" (float32), "bf16" (uint16 bits) or "int8"
 
 
 def _fail(path, what):
@@ -176,18 +177,24 @@ def _open_checked(path):
 
 def load_checkpoint(path, dtype=None):
     """Maps a checkpoint read-only. dtype, the precision of MATMUL_WEIGHTS: "fp32", "bf16",
-    or None for the file's own (bf16 for version 5). A file's own precision is used as it
-    is, mapped, never copied; bfloat16 asked as float32 is widened once (exact), float32
-    asked as bfloat16 rounded once (to nearest even). Other parameters are float32,
-    widened from a version-5 file."""
-    if dtype not in (None, "fp32", "bf16"):
+    "int8", or None for the file's own (bf16 for version 5). A file's own precision is
+    used as it is, mapped, never copied; bfloat16 asked as float32 is widened once
+    (exact), float32 asked as bfloat16 rounded once (to nearest even). int8 is quantized
+    once from the file's own values (weights.quantize_int8): wte becomes a (q, scales)
+    tuple, each stacked weight a weights.QuantizedStack whose [l] is layer l's tuple.
+    Other parameters are float32, widened from a version-5 file."""
+    if dtype not in (None, "fp32", "bf16", "int8"):
         raise ValueError(f"unknown dtype {dtype!r}")
     with _open_checked(path) as (f, version, config):
         dtype = dtype or ("bf16" if version == 5 else "fp32")
         table = parameter_table(config)
-        copied = [(name, shape) for name, shape in table
-                  if (version == 5) != (dtype == "bf16" and name in MATMUL_WEIGHTS)]
-        need_memory(sum((4 if version == 5 else 2) * math.prod(shape) for _, shape in copied),
+        own = "bf16" if version == 5 else "fp32"
+        matmul = [(name, shape) for name, shape in table if name in MATMUL_WEIGHTS]
+        widened = [(name, shape) for name, shape in table if version == 5 and name not in MATMUL_WEIGHTS]
+        copied = [] if dtype == own else matmul
+        per_value = {"fp32": 4, "bf16": 2, "int8": 1 + 4 / QBLOCK}[dtype]
+        need_memory(sum(4 * math.prod(shape) for _, shape in widened)
+                    + sum(per_value * math.prod(shape) for _, shape in copied),
                     f"{path}'s weights as {dtype}")
         try:
             mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
@@ -199,13 +206,24 @@ def load_checkpoint(path, dtype=None):
     for name, shape in table:
         n = math.prod(shape)
         tensor = data[offset:offset + n].reshape(shape)
-        if (name, shape) in copied:
-            tensor = bf16_to_float32(tensor) if version == 5 else float32_to_bf16(tensor)
-            tensor.flags.writeable = False  # the same numba type as a mapped view
+        if (name, shape) in copied + widened:
+            tensor = _convert(tensor, version, name, dtype if name in MATMUL_WEIGHTS else "fp32")
             _forget_pages(mapped, HEADER_BYTES + offset * itemsize, n * itemsize)
         params[name] = tensor
         offset += n
     return Checkpoint(str(path), version, config, params, dtype)
+
+
+def _convert(tensor, version, name, dtype):
+    """A file's tensor (float32, or bfloat16 bits for version 5) in another precision."""
+    if dtype == "int8":
+        from .weights import QuantizedStack, quantize_int8  # numba: only where int8 is asked
+        q, scales = quantize_int8(tensor)
+        q.flags.writeable = scales.flags.writeable = False
+        return (q, scales) if name == "wte" else QuantizedStack(q, scales)
+    tensor = bf16_to_float32(tensor) if version == 5 else float32_to_bf16(tensor)
+    tensor.flags.writeable = False  # the same numba type as a mapped view
+    return tensor
 
 
 def _forget_pages(mapped, start, length):

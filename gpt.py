@@ -23,7 +23,7 @@ if __name__ == "__main__" and not __package__:  # `python gpt.py` in a checkout
 from . import cli  # noqa: E402  (after the checkout's bootstrap above)
 from .gpt_checkpoint import DEFAULT_MODEL  # noqa: E402  (standard library and cli only)
 
-DTYPES = ("fp32", "bf16")  # weights.DTYPES, named here without importing numba
+DTYPES = ("fp32", "bf16", "int8")  # the weight types of weights.py, named here without importing numba
 
 
 def parse_args(argv):
@@ -46,8 +46,9 @@ def parse_args(argv):
                         help=f"parallel backend: a static pool of K workers, 1 to {cli.max_threads()} "
                              f"(4 per core; default: the {os.cpu_count()} cores)")
     parser.add_argument("--dtype", choices=DTYPES,
-                        help="precision of the matmul weights, the LM head's included: fp32, or bf16 (half the "
-                             "bytes to read per token); default: the model file's own (bf16 for version 5)")
+                        help="precision of the matmul weights, the LM head's included: fp32; bf16 (half the "
+                             "bytes to read per token); int8, quantized at load per block of 32 values (a "
+                             "quarter); default: the model file's own (bf16 for version 5)")
     parser.add_argument("--recompute", action="store_true",
                         help="run the whole prefix every step, as gpt.c does, instead of using a KV cache")
     parser.add_argument("--profile", action="store_true",
@@ -83,11 +84,17 @@ def run(argv):
             print("Too many tokens.", file=sys.stderr)
             return 1
     tokens = [parse_token(text) for text in args.tokens]
-    if args.backend == "cuda" and args.dtype == "bf16":
-        parser.error("--dtype bf16 is not available with --backend cuda (its kernels read float32 "
+    if args.backend == "cuda" and args.dtype in ("bf16", "int8"):
+        parser.error(f"--dtype {args.dtype} is not available with --backend cuda (its kernels read float32 "
                      "weights); use --dtype fp32")
     cli.flush_stdout()  # stdout closed or full: say so before the model is loaded
 
+    # the backend first: it sizes numba's pool, which int8's quantization at load uses
+    from .model import Generator, ProfiledKernels, load_backend
+    try:
+        kernels = load_backend(args.backend, args.threads)
+    except ValueError as e:  # no GPU, or more threads than numba allows
+        raise cli.Failure(str(e), code=2) from None
     from .checkpoint import MissingCheckpoint, load_checkpoint
     try:  # the GPU reads float32 whatever the file holds
         checkpoint = load_checkpoint(args.model, "fp32" if args.backend == "cuda" else args.dtype)
@@ -98,12 +105,7 @@ def run(argv):
         parser.error(f"-n {args.n} is beyond the model's context of {config.max_seq_len} tokens")
     check_vocabulary(args, args.tokens, tokens, config)
 
-    from .model import Generator, ProfiledKernels, load_backend
     from .sampler import Sampler
-    try:
-        kernels = load_backend(args.backend, args.threads)
-    except ValueError as e:  # no GPU, or more threads than numba allows
-        raise cli.Failure(str(e), code=2) from None
     if args.profile:
         kernels = ProfiledKernels(kernels)
     sampler = Sampler(args.temperature, args.top_k, args.top_p, args.seed)

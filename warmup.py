@@ -4,7 +4,8 @@ after an install starts as fast as any.
 
 numba caches a kernel per type signature, not per shape, so a small model read the way
 `gpt` reads any model (mapped, read-only) compiles exactly what a run of GPT-2 needs:
-float32 and bfloat16 weights, the KV cache and --recompute.
+float32, bfloat16 and int8 weights (quantized from either file version), the KV cache
+and --recompute.
 """
 
 import os
@@ -21,12 +22,13 @@ SMALL = GPT2Config(max_seq_len=16, vocab_size=64, padded_vocab_size=128, num_lay
 def main():
     kernels = load_backend("parallel", os.cpu_count())
     with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "warmup.bin")
-        write_checkpoint(path, SMALL, random_pieces(SMALL), 3)
-        for dtype in ("fp32", "bf16"):  # a weight's type is part of a kernel's signature
-            checkpoint = load_checkpoint(path, dtype)
-            for recompute in (False, True):
-                list(Generator(kernels, checkpoint, 10, recompute).complete([1, 2]))
+        for version, dtypes in ((3, ("fp32", "bf16", "int8")), (5, ("int8",))):
+            path = os.path.join(folder, f"warmup_v{version}.bin")
+            write_checkpoint(path, SMALL, random_pieces(SMALL), version)
+            for dtype in dtypes:  # a weight's type is part of a kernel's signature
+                checkpoint = load_checkpoint(path, dtype)
+                for recompute in (False, True):
+                    list(Generator(kernels, checkpoint, 10, recompute).complete([1, 2]))
     return 0
 
 

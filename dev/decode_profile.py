@@ -1,13 +1,13 @@
 """Per-kernel time (model.ProfiledKernels) of 21 decode steps at a given context.
 
-    python dev/decode_profile.py CONTEXT [--model M] [--threads K]
+    python dev/decode_profile.py CONTEXT [--model M] [--threads K] [--dtype fp32|bf16|int8]
 """
 import numpy as np
 from gptpy import checkpoint, model
 import devargs
-args = devargs.parse(__doc__, [("context", dict(type=int))])
+args = devargs.parse(__doc__, [("context", dict(type=int)), ("--dtype", dict(choices=("fp32", "bf16", "int8")))])
 ctx = args.context
-ck = checkpoint.load_checkpoint(args.model); cfg = ck.config
+ck = checkpoint.load_checkpoint(args.model, args.dtype); cfg = ck.config
 k = model.ProfiledKernels(args.kernels)
 acts = model.Activations(cfg, 1, ctx + 1)
 inputs = (np.arange(ctx + 1, dtype=np.int32) % 1000).reshape(1, -1)

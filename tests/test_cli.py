@@ -144,7 +144,7 @@ def test_the_install_warm_up_compiles_what_any_run_needs(gpt, make_model, tmp_pa
     warm = subprocess.run([sys.executable, "-m", "gptpy.warmup"], env=env, capture_output=True, text=True)
     assert warm.returncode == 0 and "data saved" in warm.stdout, warm.stderr
     model = make_model(version=5, confident=True)
-    for options, stdin in (([], None), (["--recompute"], None), (["--stdin"], "3 4\n5\n")):
+    for options, stdin in (([], None), (["--recompute"], None), (["--stdin"], "3 4\n5\n"), (["--dtype", "int8"], None)):
         run = gpt("--model", model, *options, *([] if stdin else ["3", "4"]), env=env, input=stdin)
         assert run.returncode == 0 and "data loaded" in run.stdout, run.stderr
         assert "data saved" not in run.stdout, options
@@ -159,6 +159,18 @@ def test_every_dtype_gives_the_same_tokens(gpt, make_model, version):
     assert len({tuple(r) for r in runs.values()}) == 1, runs
 
 
-def test_the_gpu_backend_refuses_bf16_in_one_line(gpt, make_model):
-    line = one_error_line(gpt("--model", make_model(version=5), "--backend", "cuda", "--dtype", "bf16", "1"), 2)
-    assert "--dtype bf16 is not available with --backend cuda" in line
+@pytest.mark.parametrize("version", [3, 5])
+@pytest.mark.parametrize("prompt", [[5, 6], [17], [31, 61, 2]])
+def test_int8_gives_fp32s_tokens_where_fp32_decides_by_a_wide_margin(gpt, make_model, version, prompt):
+    """int8 moves the probabilities by ~1e-3 on these models: where fp32's CDF stays 0.02
+    away from the coin at every step, every backend and mode draws fp32's tokens."""
+    model = make_model(version=version, confident=True)
+    expected = sample_gpt_c(load_checkpoint(model, "fp32").params, SMALL, prompt, 10, margin=0.02)[len(prompt):]
+    for options in ("", "--recompute", "--backend serial", "--threads 1"):
+        assert tokens_of(gpt("--model", model, "--dtype", "int8", *options.split(), *prompt)) == expected, options
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "int8"])
+def test_the_gpu_backend_refuses_bf16_and_int8_in_one_line(gpt, make_model, dtype):
+    line = one_error_line(gpt("--model", make_model(version=5), "--backend", "cuda", "--dtype", dtype, "1"), 2)
+    assert f"--dtype {dtype} is not available with --backend cuda" in line

@@ -12,6 +12,8 @@ import importlib
 from gptpy import serial
 from gptpy.checkpoint import bf16_to_float32, float32_to_bf16
 from gptpy.model import BACKENDS, KERNELS, available_backends, load_backend
+from gptpy.checkpoint import QBLOCK
+from gptpy.weights import quantize_int8
 from reference import causal_attention, gelu, layernorm, softmax
 
 SHAPES = [(1, 1, 20, 1), (1, 7, 36, 3), (2, 5, 12, 4)]  # (B, T, C, NH)
@@ -162,3 +164,67 @@ def test_bf16_weights_compute_what_their_float32_widening_does(backend, B, T, C,
     kernels.encoder_forward(enc_wide, tokens, wide, wpe, B, T, C)
     np.testing.assert_array_equal(enc_bits, enc_wide)
     np.testing.assert_array_equal(enc_bits, wide[tokens] + wpe[:T])
+
+
+# int8 weights (weights.py): a value is q * its block's scale, in float32; the kernels
+# compute with those values what they compute with float32 weights
+
+def quantize_reference(w, block=QBLOCK):
+    """numpy's (q, scales) of a float32 (OC, C): absmax / 127 per block of a row."""
+    OC, C = w.shape
+    nb = -(-C // block)
+    q, scales = np.zeros((OC, C), np.int8), np.zeros((OC, nb), np.float32)
+    for j in range(nb):
+        g = w[:, j * block:(j + 1) * block]
+        scales[:, j] = np.abs(g).max(axis=1) / np.float32(127)
+        divisor = np.where(scales[:, j] == 0, np.float32(1), scales[:, j])
+        q[:, j * block:(j + 1) * block] = np.rint(g / divisor[:, None]).astype(np.int8)
+    return q, scales
+
+
+def dequantize(q, scales):
+    return q.astype(np.float32) * np.repeat(scales, QBLOCK, axis=1)[:, :q.shape[1]]
+
+
+@pytest.mark.parametrize("C", [QBLOCK, 36, 5, 768])  # whole blocks, a partial last block, one partial block
+@pytest.mark.parametrize("bits", [False, True])
+def test_quantize_int8_is_numpys_absmax_rounding(C, bits):
+    rng = np.random.default_rng(10)
+    w = rand(rng, 40, C) * rng.uniform(1e-3, 1e3, (40, 1)).astype(np.float32)  # rows of every scale
+    w[3] = 0  # an all-zero row: scale 0, q 0
+    w[5, :QBLOCK] = 0
+    w[7, 0] = 2 * np.abs(w[7]).max()  # an outlier: its block's values lose precision, not the others'
+    source = float32_to_bf16(w) if bits else w
+    q, scales = quantize_int8(source)
+    expected_q, expected_scales = quantize_reference(bf16_to_float32(source) if bits else w)
+    np.testing.assert_array_equal(q, expected_q)
+    np.testing.assert_array_equal(scales, expected_scales)
+    assert np.abs(q.astype(int)).max() == 127 and not q[3].any()
+    stacked_q, stacked_scales = quantize_int8(np.stack([source, source]))  # (L, OC, C) as a layer stack
+    assert stacked_q.shape == (2, 40, C) and stacked_scales.shape == (2, 40, -(-C // QBLOCK))
+    np.testing.assert_array_equal(stacked_q[1], expected_q)
+    # the rounding error is at most half a step of each block's scale
+    exact = bf16_to_float32(source) if bits else w
+    error = np.abs(dequantize(q, scales) - exact)
+    assert (error <= np.repeat(scales, QBLOCK, axis=1)[:, :C] * 0.5001).all()
+
+
+@pytest.mark.parametrize("backend", ["serial", "parallel"])
+@pytest.mark.parametrize("B,T,C,NH", SHAPES + [(1, 9, 36, 3), (1, 66, 40, 1), (1, 5, 96, 1)])
+def test_int8_weights_compute_with_their_dequantized_values(backend, B, T, C, NH):
+    kernels = load_backend(backend)
+    rng = np.random.default_rng(11)
+    OC = 3 * C + 1
+    q, scales = quantize_int8(rand(rng, OC, C))
+    values = dequantize(q, scales)  # float32, what weight_at reads
+    inp, bias = rand(rng, B, T, C), rand(rng, OC)
+    out = np.full((B, T, OC), np.nan, dtype=np.float32)
+    kernels.matmul_forward(out, inp, (q, scales), bias, B, T, C, OC)
+    expected = inp.astype(np.float64) @ values.T.astype(np.float64) + bias
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(C))
+    tokens = rng.integers(0, OC, (B, T)).astype(np.int32)
+    wpe = rand(rng, T, C)
+    enc = np.full((B, T, C), np.nan, dtype=np.float32)
+    kernels.encoder_forward(enc, tokens, (q, scales), wpe, B, T, C)
+    # fastmath (parallel) may fuse q * scale + wpe into one rounding
+    np.testing.assert_allclose(enc, values[tokens] + wpe[:T], rtol=1e-6, atol=1e-6)

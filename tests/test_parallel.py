@@ -37,6 +37,18 @@ def test_every_pool_size_prints_the_reference_tokens(gpt, make_model, prompt):
             assert list(map(int, result.stdout.split())) == expected, (K, mode)
 
 
+@pytest.mark.parametrize("dtype", ["bf16", "int8"])
+def test_every_pool_size_prints_the_serial_backends_tokens_in_every_dtype(gpt, make_model, dtype):
+    path = make_model(seed=2, confident=True)
+    prompt = [5, 100, 0, 42]
+    expected = gpt("--model", path, "--backend", "serial", "--dtype", dtype, *prompt)
+    assert expected.returncode == 0 and len(expected.stdout.split()) == 6, expected.stderr
+    for K in POOL_SIZES:
+        for mode in ([], ["--recompute"]):
+            result = gpt("--model", path, "--dtype", dtype, "--threads", K, *mode, *prompt)
+            assert result.stdout == expected.stdout, (K, mode, result.stderr)
+
+
 def test_scaling_machinery_in_small(make_model, tmp_path):
     """benchmarks/scaling.py end to end on a tiny model: one process per K, the table,
     the plot. Only what cannot flake is asserted: the tokens and the files."""
