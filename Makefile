@@ -44,7 +44,7 @@ test: install  ## the test suite: small generated models, a few minutes on 2 cor
 bench: install random-model  ## benchmarks on a generated 124M-shape model (pytest-benchmark medians)
 	$(BIN)/python -m pytest benchmarks --benchmark-columns=median,min,max,rounds --benchmark-sort=name
 
-scaling: install random-model  ## speed-up vs workers K = 1 .. cores and 2x cores: a table and scaling.png (DTYPE=bf16: bfloat16 weights)
+scaling: install random-model  ## speed-up vs workers K = 1 .. cores and 2x cores: a table and scaling.png (DTYPE=bf16 or int8: those weights)
 	$(BIN)/python benchmarks/scaling.py --model $(RANDOM_MODEL) --plot scaling.png $(if $(DTYPE),--dtype $(DTYPE))
 
 model: install  ## download llm.c's gpt2_124M.bin (GPT-2 124M, version 3) into this folder

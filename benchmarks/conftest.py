@@ -37,10 +37,12 @@ def record(benchmark):
 
 
 def weight_bytes(config, dtype="fp32"):
-    """Bytes decoding reads per token: every parameter, the matmul weights in `dtype`."""
+    """Bytes decoding reads per token: every parameter, the matmul weights in `dtype`
+    (int8: a byte per value and a float32 scale per QBLOCK values)."""
     matmul = sum(math.prod(shape) for name, shape in checkpoint.parameter_table(config)
                  if name in checkpoint.MATMUL_WEIGHTS)
-    return checkpoint.num_parameters(config) * 4 - matmul * (2 if dtype == "bf16" else 0)
+    per_value = {"fp32": 4, "bf16": 2, "int8": 1 + 4 / checkpoint.QBLOCK}[dtype]
+    return checkpoint.num_parameters(config) * 4 - matmul * (4 - per_value)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -58,13 +60,14 @@ def pytest_terminal_summary(terminalreporter):
             if f"decode@{ctx}" in r:
                 d = r[f"decode@{ctx}"]
                 line(f"decode at context {ctx}: {1e3 * d:.1f} ms/token = {100 * floor / d:.0f}% of the floor's speed")
-        bf16_floor = weight_bytes(checkpoint.GPT2_124M, "bf16") / bw
-        for ctx in (16, 512):
-            if f"decode@{ctx} bf16" in r:
-                d = r[f"decode@{ctx} bf16"]
-                line(f"decode at context {ctx}, bf16 weights: {1e3 * d:.1f} ms/token = {100 * bf16_floor / d:.0f}% of "
-                     f"its floor's speed ({1e3 * bf16_floor:.1f} ms); {r.get(f'decode@{ctx}', 0) / d:.2f}x fp32 "
-                     f"(target >= 1.8)")
+        for dtype, target in (("bf16", 1.8), ("int8", 3.0)):
+            dtype_floor = weight_bytes(checkpoint.GPT2_124M, dtype) / bw
+            for ctx in (16, 512):
+                if f"decode@{ctx} {dtype}" in r:
+                    d = r[f"decode@{ctx} {dtype}"]
+                    line(f"decode at context {ctx}, {dtype} weights: {1e3 * d:.1f} ms/token ({1 / d:.0f} tokens/s) = "
+                         f"{100 * dtype_floor / d:.0f}% of its floor's speed ({1e3 * dtype_floor:.1f} ms); "
+                         f"{r.get(f'decode@{ctx}', 0) / d:.2f}x fp32 (target >= {target})")
         if "job parallel" in r:
             line(f"gpt.c job (2 in, 8 out; 8 weight reads): {1e3 * r['job parallel']:.0f} ms = "
                  f"{r['job parallel'] / (8 * floor):.2f}x its floor of {1e3 * 8 * floor:.0f} ms")
@@ -93,8 +96,13 @@ def pytest_terminal_summary(terminalreporter):
                  f"(target <= 1.1)")
     for T in (64, 256, 1024):
         if f"prefill@{T}" in r:
-            bf16 = f"; bf16 {T / r[f'prefill@{T} bf16']:.0f}" if f"prefill@{T} bf16" in r else ""
-            line(f"prefill T={T}: {T / r[f'prefill@{T}']:.0f} tokens/s{bf16}")
+            others = "".join(f"; {dtype} {T / r[f'prefill@{T} {dtype}']:.0f}" for dtype in ("bf16", "int8")
+                             if f"prefill@{T} {dtype}" in r)
+            line(f"prefill T={T}: {T / r[f'prefill@{T}']:.0f} tokens/s{others}")
+    if "int8 load" in r and "prefill@64" in r:
+        line(f"loading 124M as int8 (map + quantize): {1e3 * r['int8 load']:.0f} ms = "
+             f"{r['int8 load'] / r['prefill@64']:.2f}x one 64-token prefill (target < 1); as fp32 (map): "
+             f"{1e3 * r.get('fp32 load', 0):.1f} ms")
     for name in sorted(k for k in r if k.startswith("peak ")):
         line(f"{name}: {r[name] / 1e6:.0f} MB")
     C = checkpoint.GPT2_124M.channels

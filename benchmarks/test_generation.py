@@ -29,7 +29,7 @@ def test_gpt_c_job(benchmark, record, model_124M, backend, recompute, rounds):
     record("job serial" if backend == "serial" else "job parallel recompute" if recompute else "job parallel")
 
 
-@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "int8"])
 @pytest.mark.parametrize("context", [16, 512])
 def test_decode(benchmark, record, model_124M, context, dtype):
     """One new position against a KV cache holding `context` positions."""
@@ -44,7 +44,7 @@ def test_decode(benchmark, record, model_124M, context, dtype):
     record(f"decode@{context}" + ("" if dtype == "fp32" else f" {dtype}"))
 
 
-@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "int8"])
 @pytest.mark.parametrize("T,rounds", [(64, 5), (256, 3), (1024, 3)])
 def test_prefill(benchmark, record, model_124M, T, rounds, dtype):
     """A T-token prompt in one pass, logits at the last position (what decoding needs)."""
@@ -57,3 +57,14 @@ def test_prefill(benchmark, record, model_124M, T, rounds, dtype):
                        rounds=rounds, warmup_rounds=1)
     benchmark.extra_info["tokens/s"] = round(T / benchmark.stats.stats.median)
     record(f"prefill@{T}" + ("" if dtype == "fp32" else f" {dtype}"))
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "int8"])
+def test_load(benchmark, record, model_124M, dtype):
+    """load_checkpoint on a fresh map of a file in the page cache: fp32 maps it; int8
+    also reads every matmul weight once and quantizes it (issue: less than one 64-token
+    prefill)."""
+    load_checkpoint(model_124M.path, dtype)  # compiled, and the file in the page cache
+    benchmark.group = "load"
+    benchmark.pedantic(load_checkpoint, args=(model_124M.path, dtype), rounds=7, warmup_rounds=1)
+    record(f"{dtype} load")

@@ -111,10 +111,21 @@ def test_attention_forward_of_the_last_positions_only(kernels, Tq):
     np.testing.assert_allclose(att.sum(-1), 1.0, rtol=1e-5)
 
 
+def test_the_parallel_backends_exp_is_within_an_ulp_of_exp():
+    from gptpy.parallel.kernels import EXP_MAX, EXP_MIN, fast_exp
+    x = np.linspace(EXP_MIN, EXP_MAX, 200_001, dtype=np.float32)
+    e = np.array([fast_exp(v) for v in x[::97]] + [fast_exp(v) for v in x[-50:]], dtype=np.float32)
+    exact = np.exp(np.concatenate([x[::97], x[-50:]]).astype(np.float64))
+    assert (np.abs(e - exact) <= 1.01 * np.spacing(exact.astype(np.float32))).all()
+    assert fast_exp(np.float32(-200)) == 0 and fast_exp(np.float32(-np.inf)) == 0
+    assert fast_exp(np.float32(1000)) == np.float32(np.exp(np.float64(EXP_MAX)))  # finite: gelu's x / (e + 1) is 0
+
+
 @pytest.mark.parametrize("N", [1, 37, 1000])
 def test_gelu_forward(kernels, N):
     rng = np.random.default_rng(5)
     inp = rand(rng, N, scale=4.0)
+    inp[:2] = [60.0, -60.0][:N]  # tanh at +-1 exactly, e^2u beyond float32
     out = np.full(N, np.nan, dtype=np.float32)
     kernels.gelu_forward(out, inp, N)
     np.testing.assert_allclose(out, gelu(inp.astype(np.float64)), **TOL)
@@ -129,10 +140,11 @@ def test_residual_forward(kernels, N):
     np.testing.assert_array_equal(out, inp1 + inp2)  # one float32 addition: exact
 
 
-@pytest.mark.parametrize("B,T,V,Vp", [(1, 1, 7, 7), (1, 3, 101, 128), (2, 2, 50, 64)])
-def test_softmax_forward(kernels, B, T, V, Vp):
+@pytest.mark.parametrize("B,T,V,Vp,spread", [(1, 1, 7, 7, 5.0), (1, 3, 101, 128, 5.0), (2, 2, 50, 64, 5.0),
+                                              (1, 1, 5000, 5120, 40.0)])  # exps far below float32's normals
+def test_softmax_forward(kernels, B, T, V, Vp, spread):
     rng = np.random.default_rng(7)
-    logits = rand(rng, B, T, Vp, scale=5.0)
+    logits = rand(rng, B, T, Vp, scale=spread)
     probs = np.full((B, T, Vp), np.nan, dtype=np.float32)
     kernels.softmax_forward(probs, logits, B, T, V, Vp)
     np.testing.assert_allclose(probs[..., :V], softmax(logits[..., :V].astype(np.float64)), rtol=1e-5, atol=1e-7)
