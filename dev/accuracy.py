@@ -1,6 +1,6 @@
-"""How far bf16 weights move the logits from fp32's: max |logit difference| and the mean
-KL divergence KL(fp32 || bf16) of the next-token distribution, over every position of a
-few prompts. Generated models hold bfloat16-exact values (there bf16 is exact), so the
+"""How far bf16 and int8 weights move the logits from fp32's: max |logit difference| and
+the mean KL divergence KL(fp32 || dtype) of the next-token distribution, over every
+position of a few prompts. Generated models hold bfloat16-exact values (there bf16 is exact), so the
 weights here are perturbed by a relative 1e-3 first, off the bfloat16 grid: GPT-2-like
 (the generator's scales) and lively (qkvw x8, fcw x32: attention and GELU off their flat
 ranges), with the generator's confident final gain or without it.
@@ -32,7 +32,7 @@ def log_softmax(z):
     return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
-print(f"{'model':28s} {'logit sd':>9s} {'max |dlogit|':>13s} {'mean KL':>10s}")
+print(f"{'model':28s} {'logit sd':>9s}" + "".join(f" {d + ' max |dlogit|':>18s} {d + ' mean KL':>13s}" for d in ("bf16", "int8")))
 for lively in (False, True):
     for confident in (False, True):
         params = gpt_checkpoint.random_params(config, seed=1, confident=confident)
@@ -45,8 +45,12 @@ for lively in (False, True):
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, "m.bin")
             checkpoint.write_checkpoint(path, config, params, 3)
-            fp32, bf16 = logits_of(path, "fp32"), logits_of(path, "bf16")
-        p, q = log_softmax(fp32), log_softmax(bf16)
-        kl = (np.exp(p) * (p - q)).sum(-1).mean()
+            fp32 = logits_of(path, "fp32")
+            others = {d: logits_of(path, d) for d in ("bf16", "int8")}
         label = ("lively" if lively else "GPT-2-like") + (", confident" if confident else "")
-        print(f"{label:28s} {fp32.std():9.2f} {np.abs(fp32 - bf16).max():13.4f} {kl:10.2e}", flush=True)
+        line = f"{label:28s} {fp32.std():9.2f}"
+        for d, logits in others.items():
+            p, q = log_softmax(fp32), log_softmax(logits)
+            kl = (np.exp(p) * (p - q)).sum(-1).mean()
+            line += f" {np.abs(fp32 - logits).max():18.4f} {kl:13.2e}"
+        print(line, flush=True)

@@ -1,0 +1,69 @@
+"""The cores' float32 FMA peak, as numba code reaches it: each of K workers evaluates a
+polynomial of degree D by Horner's rule (D fused multiply-adds, 2D flops; one coefficient, c) on every
+value of its own small array, L1-resident, many times over. LLVM vectorizes across the
+values, and consecutive values' chains are independent, so the FMA units, not memory
+or latency, set the rate (the best D and array size are taken). Prints GFLOP/s, per
+core and in all, and what a prefill's rate is as a fraction of it:
+
+    python dev/fma_peak.py [--threads K]
+
+Prefill does 2 x parameters x positions flops (every weight multiplied and added once
+per position); the README divides the `make bench` prefill rate by this peak.
+"""
+import time
+
+import numpy as np
+from numba import njit, prange
+
+import devargs
+from gptpy.parallel.kernels import chunk
+
+args = devargs.parse(__doc__, [("--seconds", dict(type=float, default=0.3))])
+K = args.threads
+
+
+def horner(D):
+    """The kernel for degree D, its Horner chain written out (so that the loop over the
+    values is the innermost one, which LLVM vectorizes)."""
+    chain = "c"
+    for _ in range(D):
+        chain = f"({chain} * v + c)"
+    source = f"""
+def run(x, c, repeats, K):
+    for w in prange(K):
+        lo, hi = chunk(x.shape[0], K, w)
+        xs = x[lo:hi]  # a view: with the offset in the index, LLVM left this loop scalar
+        for _ in range(repeats):
+            for j in range(hi - lo):
+                v = xs[j]
+                xs[j] = {chain}
+"""
+    scope = {"prange": prange, "chunk": chunk}
+    exec(source, scope)
+    return njit(parallel=True, fastmath=True, error_model="numpy")(scope["run"])
+
+
+best = 0.0
+for D in (8, 16, 32):
+    run = horner(D)
+    for n in (256, 1024):
+        x = np.full(n * K, np.float32(0.5), dtype=np.float32)
+        coeffs = np.float32(0.25)  # from 0.5, the values stay in [0, 0.5]: no overflow, no subnormals
+        run(x, coeffs, 1, K)
+        repeats = 1
+        while True:
+            start = time.perf_counter()
+            run(x, coeffs, repeats, K)
+            seconds = time.perf_counter() - start
+            if seconds > args.seconds:
+                break
+            repeats *= 2
+        rates = []
+        for _ in range(5):
+            start = time.perf_counter()
+            run(x, coeffs, repeats, K)
+            rates.append(2 * D * n * K * repeats / (time.perf_counter() - start))
+        rate = float(np.median(rates))
+        print(f"degree {D:3d}, {n:5d} values per worker: {rate / 1e9:6.1f} GFLOP/s")
+        best = max(best, rate)
+print(f"float32 FMA peak with {K} workers: {best / 1e9:.0f} GFLOP/s ({best / 1e9 / K:.0f} per worker)")

