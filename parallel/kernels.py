@@ -108,13 +108,19 @@ def matmul_forward(out, inp, weight, bias, B, T, C, OC):
     _matmul_forward(out, inp, weight, bias, B, T, C, OC, get_num_threads())
 
 
+OB = 64  # output channels per block: their weight rows (196 KB at C = 768) stay in L2
+
+
 @jit
 def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K):
-    # Measured on the 124M shapes, 2 cores (dev/matmul_*.py): tiles of 2 output channels
-    # x 4 positions, where each weight value loaded serves 4 positions and each input
-    # value 2 channels, reach ~130 GFLOP/s at T >= 64, against ~65 for one dot product at
-    # a time. Below 4 positions (decoding, T = 1) one dot product at a time reads the
-    # weights fastest, at ~94% of a plain read's bandwidth (2 at a time: 76%).
+    # Measured on the 124M shapes, 2 cores (dev/matmul_prefill.py): tiles of 4 output
+    # channels x 4 positions, where each weight value loaded serves 4 positions and each
+    # input value 4 channels, and the worker's channels taken OB at a time, each block
+    # swept by every 4 positions (their inputs stay in L1 while the block's weights come
+    # from L2): 340 GFLOP/s at T = 64 and 512 on qkv and fc, against 170-210 for 2 x 4
+    # tiles that swept every position per pair (at T = 512 the inputs came from L3).
+    # Below 4 positions (decoding, T = 1) one dot product at a time reads the weights
+    # fastest, at ~94% of a plain read's bandwidth (dev/matvec_variants.py).
     for w in prange(K):
         lo, hi = chunk(OC, K, w)
         if T < 4:
@@ -122,35 +128,53 @@ def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K):
                 for o in range(lo, hi):
                     _dot_rows(out, inp, weight, bias, b, o, 0, T, C)
             continue
-        pairs_end = lo + (hi - lo) // 2 * 2
+        quads_end = lo + (hi - lo) // 4 * 4
         T4 = T // 4 * 4
         for b in range(B):
-            for o in range(lo, pairs_end, 2):
-                b0 = np.float32(0.0) if bias is None else bias[o]
-                b1 = np.float32(0.0) if bias is None else bias[o + 1]
+            for ob in range(lo, quads_end, OB):
+                oe = min(ob + OB, quads_end)
                 for t in range(0, T4, 4):
-                    a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = np.float32(0.0)
-                    for i in range(C):
-                        w0, w1 = weight_at(weight, o, i), weight_at(weight, o + 1, i)
-                        x0, x1, x2, x3 = inp[b, t, i], inp[b, t + 1, i], inp[b, t + 2, i], inp[b, t + 3, i]
-                        a00 += x0 * w0
-                        a01 += x1 * w0
-                        a02 += x2 * w0
-                        a03 += x3 * w0
-                        a10 += x0 * w1
-                        a11 += x1 * w1
-                        a12 += x2 * w1
-                        a13 += x3 * w1
-                    out[b, t, o], out[b, t, o + 1] = a00 + b0, a10 + b1
-                    out[b, t + 1, o], out[b, t + 1, o + 1] = a01 + b0, a11 + b1
-                    out[b, t + 2, o], out[b, t + 2, o + 1] = a02 + b0, a12 + b1
-                    out[b, t + 3, o], out[b, t + 3, o + 1] = a03 + b0, a13 + b1
-                # the last T % 4 positions now, while the two weight rows are in L1: a
-                # later pass would read them from DRAM again (the LM head at T = 9: -20%)
-                _dot_rows(out, inp, weight, bias, b, o, T4, T, C)
-                _dot_rows(out, inp, weight, bias, b, o + 1, T4, T, C)
-            if pairs_end < hi:  # an odd last channel: every position
-                _dot_rows(out, inp, weight, bias, b, pairs_end, 0, T, C)
+                    for o in range(ob, oe, 4):
+                        _tile_4x4(out, inp, weight, bias, b, o, t, C)
+                # the block's last T % 4 positions, while its rows are in L2
+                for o in range(ob, oe):
+                    _dot_rows(out, inp, weight, bias, b, o, T4, T, C)
+            for o in range(quads_end, hi):  # the last (hi - lo) % 4 channels: every position
+                _dot_rows(out, inp, weight, bias, b, o, 0, T, C)
+
+
+@njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+def _tile_4x4(out, inp, weight, bias, b, o, t, C):
+    """out[b, t:t+4, o:o+4]: 16 dot products in 16 accumulators, one pass over C."""
+    a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = np.float32(0.0)
+    a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = np.float32(0.0)
+    for i in range(C):
+        w0, w1 = weight_at(weight, o, i), weight_at(weight, o + 1, i)
+        w2, w3 = weight_at(weight, o + 2, i), weight_at(weight, o + 3, i)
+        x0, x1, x2, x3 = inp[b, t, i], inp[b, t + 1, i], inp[b, t + 2, i], inp[b, t + 3, i]
+        a00 += x0 * w0
+        a01 += x1 * w0
+        a02 += x2 * w0
+        a03 += x3 * w0
+        a10 += x0 * w1
+        a11 += x1 * w1
+        a12 += x2 * w1
+        a13 += x3 * w1
+        a20 += x0 * w2
+        a21 += x1 * w2
+        a22 += x2 * w2
+        a23 += x3 * w2
+        a30 += x0 * w3
+        a31 += x1 * w3
+        a32 += x2 * w3
+        a33 += x3 * w3
+    for j, (c0, c1, c2, c3) in enumerate(((a00, a01, a02, a03), (a10, a11, a12, a13),
+                                          (a20, a21, a22, a23), (a30, a31, a32, a33))):
+        bj = np.float32(0.0) if bias is None else bias[o + j]
+        out[b, t, o + j] = c0 + bj
+        out[b, t + 1, o + j] = c1 + bj
+        out[b, t + 2, o + j] = c2 + bj
+        out[b, t + 3, o + j] = c3 + bj
 
 
 @njit(cache=True, fastmath=True, error_model="numpy", inline="always")

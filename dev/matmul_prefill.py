@@ -1,0 +1,121 @@
+"""Prefill's matmul at T = 64 and 512: does blocking the output channels keep the inputs
+in L1 and the weights in L2? matmul_forward (each pair of weight rows sweeps every
+position: at T = 512 the inputs, 1.5-6 MB, come from L3 for every pair) against the
+same 2 x 4 tile with the loops turned (a block of OB channels, then every 4 positions,
+then the block's pairs), and a 4 x 4 tile; GFLOP/s on the 124M shapes, interleaved,
+medians.
+
+    python dev/matmul_prefill.py [--threads K]
+"""
+import time
+
+import numpy as np
+from numba import njit, prange
+
+import devargs
+from gptpy.parallel.kernels import chunk
+from gptpy.weights import weight_at
+
+args = devargs.parse(__doc__)
+K = args.threads
+jit = njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
+
+
+@jit
+def blocked_2x4(out, inp, weight, bias, B, T, C, OC, K, OB):
+    for w in prange(K):
+        lo, hi = chunk(OC, K, w)
+        T4 = T // 4 * 4
+        for b in range(B):
+            for ob in range(lo, hi, OB):
+                oe = min(ob + OB, hi)
+                for t in range(0, T4, 4):
+                    for o in range(ob, oe - 1, 2):
+                        a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = np.float32(0.0)
+                        for i in range(C):
+                            w0, w1 = weight_at(weight, o, i), weight_at(weight, o + 1, i)
+                            x0, x1, x2, x3 = inp[b, t, i], inp[b, t + 1, i], inp[b, t + 2, i], inp[b, t + 3, i]
+                            a00 += x0 * w0
+                            a01 += x1 * w0
+                            a02 += x2 * w0
+                            a03 += x3 * w0
+                            a10 += x0 * w1
+                            a11 += x1 * w1
+                            a12 += x2 * w1
+                            a13 += x3 * w1
+                        b0 = np.float32(0.0) if bias is None else bias[o]
+                        b1 = np.float32(0.0) if bias is None else bias[o + 1]
+                        out[b, t, o], out[b, t, o + 1] = a00 + b0, a10 + b1
+                        out[b, t + 1, o], out[b, t + 1, o + 1] = a01 + b0, a11 + b1
+                        out[b, t + 2, o], out[b, t + 2, o + 1] = a02 + b0, a12 + b1
+                        out[b, t + 3, o], out[b, t + 3, o + 1] = a03 + b0, a13 + b1
+
+
+@jit
+def blocked_4x4(out, inp, weight, bias, B, T, C, OC, K, OB):
+    for w in prange(K):
+        lo, hi = chunk(OC, K, w)
+        T4 = T // 4 * 4
+        for b in range(B):
+            for ob in range(lo, hi, OB):
+                oe = min(ob + OB, hi)
+                for t in range(0, T4, 4):
+                    for o in range(ob, oe - 3, 4):
+                        a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = np.float32(0.0)
+                        a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = np.float32(0.0)
+                        for i in range(C):
+                            w0, w1 = weight_at(weight, o, i), weight_at(weight, o + 1, i)
+                            w2, w3 = weight_at(weight, o + 2, i), weight_at(weight, o + 3, i)
+                            x0, x1, x2, x3 = inp[b, t, i], inp[b, t + 1, i], inp[b, t + 2, i], inp[b, t + 3, i]
+                            a00 += x0 * w0
+                            a01 += x1 * w0
+                            a02 += x2 * w0
+                            a03 += x3 * w0
+                            a10 += x0 * w1
+                            a11 += x1 * w1
+                            a12 += x2 * w1
+                            a13 += x3 * w1
+                            a20 += x0 * w2
+                            a21 += x1 * w2
+                            a22 += x2 * w2
+                            a23 += x3 * w2
+                            a30 += x0 * w3
+                            a31 += x1 * w3
+                            a32 += x2 * w3
+                            a33 += x3 * w3
+                        out[b, t, o], out[b, t, o + 1], out[b, t, o + 2], out[b, t, o + 3] = a00, a10, a20, a30
+                        out[b, t + 1, o], out[b, t + 1, o + 1], out[b, t + 1, o + 2], out[b, t + 1, o + 3] = a01, a11, a21, a31
+                        out[b, t + 2, o], out[b, t + 2, o + 1], out[b, t + 2, o + 2], out[b, t + 2, o + 3] = a02, a12, a22, a32
+                        out[b, t + 3, o], out[b, t + 3, o + 1], out[b, t + 3, o + 2], out[b, t + 3, o + 3] = a03, a13, a23, a33
+
+
+rng = np.random.default_rng(0)
+cases = []
+for T in (64, 512):
+    for name, (C, OC) in (("qkv", (768, 2304)), ("fc", (768, 3072)), ("fcproj", (3072, 768))):
+        inp = rng.standard_normal((1, T, C), dtype=np.float32)
+        weight = rng.standard_normal((OC, C), dtype=np.float32) * np.float32(0.02)
+        bias = np.zeros(OC, np.float32)
+        cases.append((f"{name} T={T}", inp, weight, bias, T, C, OC, np.empty((1, T, OC), np.float32)))
+
+variants = {"matmul_forward": lambda c: args.kernels.matmul_forward(c[7], c[1], c[2], c[3], 1, c[4], c[5], c[6])}
+for OB in (16, 32, 64, 128):
+    variants[f"2x4, OB={OB}"] = lambda c, OB=OB: blocked_2x4(c[7], c[1], c[2], c[3], 1, c[4], c[5], c[6], K, OB)
+for OB in (32, 64):
+    variants[f"4x4, OB={OB}"] = lambda c, OB=OB: blocked_4x4(c[7], c[1], c[2], c[3], 1, c[4], c[5], c[6], K, OB)
+
+for case in cases:
+    expected = case[1][0] @ case[2].T
+    times = {}
+    for name, run in variants.items():
+        run(case)
+        assert np.allclose(case[7][0], expected, rtol=1e-3, atol=1e-3), name
+        times[name] = []
+    for _ in range(7):
+        for name, run in variants.items():
+            start = time.perf_counter()
+            run(case)
+            times[name].append(time.perf_counter() - start)
+    flops = 2 * case[4] * case[5] * case[6]
+    print(case[0] + ": " + ", ".join(f"{name} {flops / np.median(t) / 1e9:.0f}" for name, t in times.items()) + " GFLOP/s",
+          flush=True)
