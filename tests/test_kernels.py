@@ -77,7 +77,7 @@ def test_matmul_forward(kernels, B, T, C, NH, with_bias):
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(C))
 
 
-@pytest.mark.parametrize("B,T,C,NH", SHAPES)
+@pytest.mark.parametrize("B,T,C,NH", SHAPES + [(1, 23, 36, 3), (2, 18, 12, 4)])  # prefill's paths: >= 16 queries
 def test_attention_forward(kernels, B, T, C, NH):
     rng = np.random.default_rng(4)
     inp = rand(rng, B, T, 3 * C, scale=2.0)
@@ -98,11 +98,11 @@ def test_attention_forward(kernels, B, T, C, NH):
     np.testing.assert_allclose(preatt[..., lower], scores[..., lower], **TOL)
 
 
-@pytest.mark.parametrize("Tq", [1, 3])
+@pytest.mark.parametrize("Tq", [1, 3, 17])
 def test_attention_forward_of_the_last_positions_only(kernels, Tq):
     """The KV cache: queries for the last Tq positions, keys and values for all T."""
     rng = np.random.default_rng(8)
-    B, T, C, NH = 1, 9, 36, 3
+    B, T, C, NH = 1, 30, 36, 3
     inp = rand(rng, B, T, 3 * C, scale=2.0)
     out = np.full((B, Tq, C), np.nan, dtype=np.float32)
     preatt, att = np.zeros((B, NH, Tq, T), np.float32), np.zeros((B, NH, Tq, T), np.float32)
