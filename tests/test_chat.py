@@ -243,3 +243,15 @@ def test_gpt_dies_with_chat(make_model):
     while gpts_of(model) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert gpts_of(model) == ""
+
+
+def test_dtype_passes_through(encoding, make_model):
+    """chat --dtype int8 answers what gpt --dtype int8 prints; at a high temperature, a
+    seeded draw tells int8's distribution from fp32's."""
+    model = make_model(VOCAB_50257, confident=True)
+    sampling = ["--temperature", "20", "--seed", "4"]
+    done = subprocess.run([*CHAT, "--model", str(model), "--dtype", "int8", *sampling, "--once", "hello there"],
+                          capture_output=True, text=True)
+    expected = gpt_then_decode(encoding, model, "hello there", options=["--dtype", "int8", *sampling])
+    assert done.returncode == 0 and done.stdout == expected + "\n", done.stderr
+    assert expected != gpt_then_decode(encoding, model, "hello there", options=["--dtype", "fp32", *sampling])
