@@ -62,9 +62,34 @@ def test_prefill(benchmark, record, model_124M, T, rounds, dtype):
 @pytest.mark.parametrize("dtype", ["fp32", "int8"])
 def test_load(benchmark, record, model_124M, dtype):
     """load_checkpoint on a fresh map of a file in the page cache: fp32 maps it; int8
-    also reads every matmul weight once and quantizes it (issue: less than one 64-token
-    prefill)."""
+    also reads every matmul weight once through the map (its page faults) and quantizes
+    it."""
     load_checkpoint(model_124M.path, dtype)  # compiled, and the file in the page cache
     benchmark.group = "load"
     benchmark.pedantic(load_checkpoint, args=(model_124M.path, dtype), rounds=7, warmup_rounds=1)
     record(f"{dtype} load")
+
+
+def test_quantize(benchmark, record, model_124M):
+    """The quantization alone: every matmul weight of a mapped fp32 checkpoint whose
+    pages are already in (the issue: less than one 64-token prefill)."""
+    from gptpy.checkpoint import MATMUL_WEIGHTS
+    from gptpy.weights import quantize_int8
+    weights = [load_checkpoint(model_124M.path, "fp32").params[name] for name in MATMUL_WEIGHTS]
+    benchmark.group = "load"
+    benchmark.pedantic(lambda: [quantize_int8(w) for w in weights], rounds=7, warmup_rounds=1)
+    record("int8 quantize")
+
+
+def test_first_prefill(benchmark, record, model_124M):
+    """fp32: a fresh map and a 64-token prefill, which reads the weights through the map
+    for the first time: the page faults that int8's load pays instead."""
+    config = model_124M.config
+    inputs = np.arange(64, dtype=np.int32).reshape(1, 64)
+
+    def first():
+        ck = load_checkpoint(model_124M.path, "fp32")
+        gpt2_forward(load_backend("parallel"), ck.params, config, Activations(config, 1, 64), inputs, 1, 64, 0, True)
+    benchmark.group = "load"
+    benchmark.pedantic(first, rounds=5, warmup_rounds=1)
+    record("fp32 first prefill")
