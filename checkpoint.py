@@ -207,18 +207,21 @@ def load_checkpoint(path, dtype=None):
         n = math.prod(shape)
         tensor = data[offset:offset + n].reshape(shape)
         if (name, shape) in copied + widened:
-            tensor = _convert(tensor, version, name, dtype if name in MATMUL_WEIGHTS else "fp32")
-            _forget_pages(mapped, HEADER_BYTES + offset * itemsize, n * itemsize)
+            start, row_bytes = HEADER_BYTES + offset * itemsize, shape[-1] * itemsize
+            forget = lambda lo, hi: _forget_pages(mapped, start + lo * row_bytes, (hi - lo) * row_bytes)  # noqa: E731
+            tensor = _convert(tensor, version, name, dtype if name in MATMUL_WEIGHTS else "fp32", forget)
+            _forget_pages(mapped, start, n * itemsize)
         params[name] = tensor
         offset += n
     return Checkpoint(str(path), version, config, params, dtype)
 
 
-def _convert(tensor, version, name, dtype):
-    """A file's tensor (float32, or bfloat16 bits for version 5) in another precision."""
+def _convert(tensor, version, name, dtype, forget):
+    """A file's tensor (float32, or bfloat16 bits for version 5) in another precision;
+    forget(lo, hi) drops the file's pages of rows [lo, hi) once they are read."""
     if dtype == "int8":
         from .weights import QuantizedStack, quantize_int8  # numba: only where int8 is asked
-        q, scales = quantize_int8(tensor)
+        q, scales = quantize_int8(tensor, forget)
         q.flags.writeable = scales.flags.writeable = False
         return (q, scales) if name == "wte" else QuantizedStack(q, scales)
     tensor = bf16_to_float32(tensor) if version == 5 else float32_to_bf16(tensor)

@@ -53,18 +53,28 @@ def _weight_at(weight, o, i):
     return lambda weight, o, i: weight[o, i]
 
 
-def quantize_int8(weight):
+def quantize_int8(weight, done=None):
     """(q, scales) of a float32 or bfloat16-bits weight (..., C): per block of QBLOCK
     values of a row (the last a partial one if QBLOCK does not divide C), scale =
     max |value| / 127 and q = value / scale rounded to nearest even, so the block's
     largest value is +-127 exactly. Leading dimensions are kept: a stacked (L, OC, C)
-    weight gives q (L, OC, C) and scales (L, OC, ceil(C / QBLOCK))."""
+    weight gives q (L, OC, C) and scales (L, OC, ceil(C / QBLOCK)). The rows go CHUNK
+    at a time, and done(lo, hi) is called after rows [lo, hi): a loader drops their file
+    pages there, so that a weight's float32 copy is never in memory whole."""
     C = weight.shape[-1]
     rows = weight.reshape(-1, C)
     q = np.empty(rows.shape, np.int8)
     scales = np.empty((rows.shape[0], -(-C // QBLOCK)), np.float32)
-    _quantize_rows(q, scales, rows)
+    step = max(1, CHUNK_BYTES // (C * rows.itemsize))
+    for lo in range(0, rows.shape[0], step):
+        hi = min(lo + step, rows.shape[0])
+        _quantize_rows(q[lo:hi], scales[lo:hi], rows[lo:hi])
+        if done:
+            done(lo, hi)
     return q.reshape(weight.shape), scales.reshape(*weight.shape[:-1], scales.shape[1])
+
+
+CHUNK_BYTES = 16 << 20  # of the source weight, per step of quantize_int8
 
 
 # fastmath without "arcp": the max and the rounding vectorize, the division stays IEEE's,

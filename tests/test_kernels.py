@@ -221,6 +221,21 @@ def test_quantize_int8_is_numpys_absmax_rounding(C, bits):
     assert (error <= np.repeat(scales, QBLOCK, axis=1)[:, :C] * 0.5001).all()
 
 
+def test_quantize_int8_goes_by_chunks_of_rows_and_says_each(monkeypatch):
+    """A loader drops each chunk's file pages when told it is done: every row is told,
+    once, in order, and the chunks give what one pass gives."""
+    from gptpy import weights
+    rng = np.random.default_rng(12)
+    w = rand(rng, 3, 50, 40)  # a stack of 150 rows of 160 bytes
+    whole = quantize_int8(w)
+    monkeypatch.setattr(weights, "CHUNK_BYTES", 160 * 16)  # 16 rows a chunk
+    told = []
+    q, scales = quantize_int8(w, lambda lo, hi: told.append((lo, hi)))
+    assert told == [(lo, min(lo + 16, 150)) for lo in range(0, 150, 16)]
+    np.testing.assert_array_equal(q, whole[0])
+    np.testing.assert_array_equal(scales, whole[1])
+
+
 @pytest.mark.parametrize("backend", ["serial", "parallel"])
 @pytest.mark.parametrize("B,T,C,NH", SHAPES + [(1, 9, 36, 3), (1, 66, 40, 1), (1, 5, 96, 1)])
 def test_int8_weights_compute_with_their_dequantized_values(backend, B, T, C, NH):
