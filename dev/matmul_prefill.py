@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 import devargs
-from gptpy.parallel.kernels import chunk
+from gptpy.parallel.kernels import _tile_4x4, chunk
 from gptpy.weights import weight_at
 
 args = devargs.parse(__doc__)
@@ -53,40 +53,14 @@ def blocked_2x4(out, inp, weight, bias, B, T, C, OC, K, OB):
 
 @jit
 def blocked_4x4(out, inp, weight, bias, B, T, C, OC, K, OB):
+    """matmul_forward's blocking with OB as a parameter; its 4 x 4 tile (_tile_4x4)."""
     for w in prange(K):
         lo, hi = chunk(OC, K, w)
-        T4 = T // 4 * 4
         for b in range(B):
             for ob in range(lo, hi, OB):
-                oe = min(ob + OB, hi)
-                for t in range(0, T4, 4):
-                    for o in range(ob, oe - 3, 4):
-                        a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = np.float32(0.0)
-                        a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = np.float32(0.0)
-                        for i in range(C):
-                            w0, w1 = weight_at(weight, o, i), weight_at(weight, o + 1, i)
-                            w2, w3 = weight_at(weight, o + 2, i), weight_at(weight, o + 3, i)
-                            x0, x1, x2, x3 = inp[b, t, i], inp[b, t + 1, i], inp[b, t + 2, i], inp[b, t + 3, i]
-                            a00 += x0 * w0
-                            a01 += x1 * w0
-                            a02 += x2 * w0
-                            a03 += x3 * w0
-                            a10 += x0 * w1
-                            a11 += x1 * w1
-                            a12 += x2 * w1
-                            a13 += x3 * w1
-                            a20 += x0 * w2
-                            a21 += x1 * w2
-                            a22 += x2 * w2
-                            a23 += x3 * w2
-                            a30 += x0 * w3
-                            a31 += x1 * w3
-                            a32 += x2 * w3
-                            a33 += x3 * w3
-                        out[b, t, o], out[b, t, o + 1], out[b, t, o + 2], out[b, t, o + 3] = a00, a10, a20, a30
-                        out[b, t + 1, o], out[b, t + 1, o + 1], out[b, t + 1, o + 2], out[b, t + 1, o + 3] = a01, a11, a21, a31
-                        out[b, t + 2, o], out[b, t + 2, o + 1], out[b, t + 2, o + 2], out[b, t + 2, o + 3] = a02, a12, a22, a32
-                        out[b, t + 3, o], out[b, t + 3, o + 1], out[b, t + 3, o + 2], out[b, t + 3, o + 3] = a03, a13, a23, a33
+                for t in range(0, T // 4 * 4, 4):
+                    for o in range(ob, min(ob + OB, hi) - 3, 4):
+                        _tile_4x4(out, inp, weight, bias, b, o, t, C)
 
 
 rng = np.random.default_rng(0)
