@@ -2,16 +2,17 @@
 and for two gpt processes at once on the same cores. Each setting runs in processes of
 its own (libgomp reads the variable once, when it loads), interleaved.
 
-    python dev/spin.py [--model M] [--threads K] [--spins default,1000,0]
+    python dev/spin.py [--model M] [--threads K] [--spins default,1000,0] [--dtype fp32|bf16|int8]
 """
 import os, statistics, subprocess, sys, time
 import devargs
 
-args = devargs.parse(__doc__, [("--spins", dict(default="default,1000,0")), ("--worker", dict(default=None))])
+args = devargs.parse(__doc__, [("--spins", dict(default="default,1000,0")), ("--worker", dict(default=None)),
+                               ("--dtype", dict(default="fp32", choices=("fp32", "bf16", "int8")))])
 if args.worker is not None:  # one process: median decode ms/token at context 16
     import numpy as np
     from gptpy import checkpoint, model
-    ck = checkpoint.load_checkpoint(args.model); cfg = ck.config
+    ck = checkpoint.load_checkpoint(args.model, args.dtype); cfg = ck.config
     acts = model.Activations(cfg, 1, 17); inputs = (np.arange(17, dtype=np.int32) % cfg.vocab_size).reshape(1, -1)
     model.gpt2_forward(args.kernels, ck.params, cfg, acts, inputs, 1, 16, 0, True)
     ts = []
@@ -28,12 +29,14 @@ def env(spin):
     return e
 
 def decode(spin):
-    out = subprocess.run([sys.executable, __file__, "--model", args.model, "--threads", str(args.threads), "--worker", "1"],
+    out = subprocess.run([sys.executable, __file__, "--model", args.model, "--threads", str(args.threads), "--worker", "1",
+                          "--dtype", args.dtype],
                          env=env(spin), capture_output=True, text=True, check=True).stdout
     return float(out)
 
 def two_jobs(spin):
-    gpt = [os.path.join(os.path.dirname(sys.executable), "gpt"), "--model", args.model, "-n", "64", "31373", "612"]
+    gpt = [os.path.join(os.path.dirname(sys.executable), "gpt"), "--model", args.model, "--dtype", args.dtype, "-n", "64",
+           "31373", "612"]
     t = time.perf_counter()
     procs = [subprocess.Popen(gpt, stdout=subprocess.DEVNULL, env=env(spin)) for _ in range(2)]
     for p in procs:
