@@ -59,9 +59,10 @@ def quantize_int8(weight, done=None):
     values of a row (the last a partial one if QBLOCK does not divide C), scale =
     max |value| / 127 and q = value / scale rounded to nearest even, so the block's
     largest value is +-127 exactly. Leading dimensions are kept: a stacked (L, OC, C)
-    weight gives q (L, OC, C) and scales (L, OC, ceil(C / QBLOCK)). The rows go CHUNK
-    at a time, and done(lo, hi) is called after rows [lo, hi): a loader drops their file
-    pages there, so that a weight's float32 copy is never in memory whole."""
+    weight gives q (L, OC, C) and scales (L, OC, ceil(C / QBLOCK)). The rows go
+    CHUNK_BYTES of them at a time, and done(lo, hi) is called after rows [lo, hi): a
+    loader drops their file pages there, so that a weight's float32 copy is never in
+    memory whole."""
     C = weight.shape[-1]
     rows = weight.reshape(-1, C)
     q = np.empty(rows.shape, np.int8)
