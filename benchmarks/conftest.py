@@ -50,7 +50,7 @@ def pytest_terminal_summary(terminalreporter):
     if not r:
         return
     line = terminalreporter.write_line
-    terminalreporter.section("what the medians say (124M shape, float32, this run)")
+    terminalreporter.section("what the medians say (124M shape, this run)")
     if "bandwidth" in r:
         bw = r["bandwidth"]
         floor = weight_bytes(checkpoint.GPT2_124M) / bw
