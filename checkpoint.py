@@ -27,6 +27,7 @@ HEADER_BYTES = HEADER_INTS * 4
 # version -> how a parameter is stored on disk; bfloat16 is kept as its raw uint16 bits
 STORAGE_DTYPE = {1: np.dtype("<f4"), 3: np.dtype("<f4"), 5: np.dtype("<u2")}
 QBLOCK = 32  # int8 weights: values per scale (weights.py)
+BYTES_PER_VALUE = {"fp32": 4, "bf16": 2, "int8": 1 + 4 / QBLOCK}  # of a matmul weight, by dtype
 VOCAB_PADDING = 128  # llm.c pads wte's rows to a multiple of 128: 50257 -> 50304
 
 
@@ -192,9 +193,8 @@ def load_checkpoint(path, dtype=None):
         matmul = [(name, shape) for name, shape in table if name in MATMUL_WEIGHTS]
         widened = [(name, shape) for name, shape in table if version == 5 and name not in MATMUL_WEIGHTS]
         copied = [] if dtype == own else matmul
-        per_value = {"fp32": 4, "bf16": 2, "int8": 1 + 4 / QBLOCK}[dtype]
         need_memory(sum(4 * math.prod(shape) for _, shape in widened)
-                    + sum(per_value * math.prod(shape) for _, shape in copied),
+                    + sum(BYTES_PER_VALUE[dtype] * math.prod(shape) for _, shape in copied),
                     f"{path}'s weights as {dtype}")
         try:
             mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)

@@ -105,10 +105,6 @@ class QuantizedStack:
 
     def __init__(self, q, scales):
         self.q, self.scales = q, scales
-        self.shape, self.nbytes = q.shape, q.nbytes + scales.nbytes
 
     def __getitem__(self, l):
         return self.q[l], self.scales[l]
-
-    def __len__(self):
-        return len(self.q)

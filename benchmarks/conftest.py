@@ -41,8 +41,7 @@ def weight_bytes(config, dtype="fp32"):
     (int8: a byte per value and a float32 scale per QBLOCK values)."""
     matmul = sum(math.prod(shape) for name, shape in checkpoint.parameter_table(config)
                  if name in checkpoint.MATMUL_WEIGHTS)
-    per_value = {"fp32": 4, "bf16": 2, "int8": 1 + 4 / checkpoint.QBLOCK}[dtype]
-    return checkpoint.num_parameters(config) * 4 - matmul * (4 - per_value)
+    return checkpoint.num_parameters(config) * 4 - matmul * (4 - checkpoint.BYTES_PER_VALUE[dtype])
 
 
 def pytest_terminal_summary(terminalreporter):

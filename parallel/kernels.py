@@ -214,11 +214,7 @@ def _scores_by_keys(preatt, inp, B, T, C, NH, lo, hi, scale):
                 for i in range(hs):
                     keys[i, t2] = k[i]
             tq = tq0
-            while tq < tq1:  # 4 queries per sweep of the keys, while they come in fours
-                if tq + 4 > tq1:
-                    _scores_of_one(preatt, inp, keys, b, h, tq, T - Tq + tq, C, hs, scale)
-                    tq += 1
-                    continue
+            while tq + 4 <= tq1:  # 4 queries per sweep of the keys
                 t = T - Tq + tq
                 s0, s1 = preatt[b, h, tq, :t + 4], preatt[b, h, tq + 1, :t + 4]
                 s2, s3 = preatt[b, h, tq + 2, :t + 4], preatt[b, h, tq + 3, :t + 4]
@@ -240,6 +236,8 @@ def _scores_by_keys(preatt, inp, B, T, C, NH, lo, hi, scale):
                     s2[t2] *= scale
                     s3[t2] *= scale
                 tq += 4
+            for tq in range(tq, tq1):  # the last few, one at a time
+                _scores_of_one(preatt, inp, keys, b, h, tq, T - Tq + tq, C, hs, scale)
 
 
 @njit(cache=True, fastmath=True, error_model="numpy", inline="always")
@@ -269,26 +267,27 @@ def _values_by_queries(out, att, inp, B, T, C, NH, lo, hi):
             base = (b * NH + h) * Tq
             tq0, tq1 = max(lo - base, 0), min(hi - base, Tq)
             tq = tq0
-            while tq < tq1:
-                n = min(4, tq1 - tq)
+            while tq + 4 <= tq1:
                 t = T - Tq + tq
-                o0 = out[b, tq, h * hs:(h + 1) * hs]
-                o1 = out[b, tq + min(1, n - 1), h * hs:(h + 1) * hs]  # n < 4: repeats of the last row, with weight 0
-                o2 = out[b, tq + min(2, n - 1), h * hs:(h + 1) * hs]
-                o3 = out[b, tq + min(3, n - 1), h * hs:(h + 1) * hs]
-                for t2 in range(t + n):
+                o0, o1 = out[b, tq, h * hs:(h + 1) * hs], out[b, tq + 1, h * hs:(h + 1) * hs]
+                o2, o3 = out[b, tq + 2, h * hs:(h + 1) * hs], out[b, tq + 3, h * hs:(h + 1) * hs]
+                for t2 in range(t + 4):
                     v = inp[b, t2, 2 * C + h * hs:2 * C + (h + 1) * hs]
-                    a0 = att[b, h, tq, t2]
-                    a1 = att[b, h, tq + 1, t2] if n > 1 else np.float32(0.0)
-                    a2 = att[b, h, tq + 2, t2] if n > 2 else np.float32(0.0)
-                    a3 = att[b, h, tq + 3, t2] if n > 3 else np.float32(0.0)
+                    a0, a1 = att[b, h, tq, t2], att[b, h, tq + 1, t2]
+                    a2, a3 = att[b, h, tq + 2, t2], att[b, h, tq + 3, t2]
                     for i in range(hs):
                         vi = v[i]
                         o0[i] += a0 * vi
                         o1[i] += a1 * vi
                         o2[i] += a2 * vi
                         o3[i] += a3 * vi
-                tq += n
+                tq += 4
+            for tq in range(tq, tq1):  # the last few, one at a time
+                o = out[b, tq, h * hs:(h + 1) * hs]
+                for t2 in range(T - Tq + tq + 1):
+                    a, v = att[b, h, tq, t2], inp[b, t2, 2 * C + h * hs:2 * C + (h + 1) * hs]
+                    for i in range(hs):
+                        o[i] += a * v[i]
 
 
 def attention_forward(out, preatt, att, inp, B, T, C, NH):
