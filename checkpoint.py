@@ -18,16 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cli import Failure, need_memory
+from .dtypes import BYTES_PER_VALUE, DTYPES, FILE_DTYPE
+from .errors import Failure, need_memory
 from .files import Missing, atomic_output, check_disk, open_regular
 
 MAGIC = 20240326
 HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
 # version -> how a parameter is stored on disk; bfloat16 is kept as its raw uint16 bits
-STORAGE_DTYPE = {1: np.dtype("<f4"), 3: np.dtype("<f4"), 5: np.dtype("<u2")}
-QBLOCK = 32  # int8 weights: values per scale (weights.py)
-BYTES_PER_VALUE = {"fp32": 4, "bf16": 2, "int8": 1 + 4 / QBLOCK}  # of a matmul weight, by dtype
+STORAGE_DTYPE = {version: np.dtype("<f4" if dtype == "fp32" else "<u2") for version, dtype in FILE_DTYPE.items()}
 VOCAB_PADDING = 128  # llm.c pads wte's rows to a multiple of 128: 50257 -> 50304
 
 
@@ -184,12 +183,12 @@ def load_checkpoint(path, dtype=None):
     once from the file's own values (weights.quantize_int8): wte becomes a (q, scales)
     tuple, each stacked weight a weights.QuantizedStack whose [l] is layer l's tuple.
     Other parameters are float32, widened from a version-5 file."""
-    if dtype not in (None, "fp32", "bf16", "int8"):
+    if dtype is not None and dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}")
     with _open_checked(path) as (f, version, config):
-        dtype = dtype or ("bf16" if version == 5 else "fp32")
+        own = FILE_DTYPE[version]
+        dtype = dtype or own
         table = parameter_table(config)
-        own = "bf16" if version == 5 else "fp32"
         matmul = [(name, shape) for name, shape in table if name in MATMUL_WEIGHTS]
         widened = [(name, shape) for name, shape in table if version == 5 and name not in MATMUL_WEIGHTS]
         copied = [] if dtype == own else matmul

@@ -7,27 +7,22 @@ Exit codes, the same for gpt, gpt-chat, gpt-checkpoint and gpt-convert:
   129  hung up (SIGHUP); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM)
   141  standard output's reader left (as SIGPIPE ends gpt.c): what was not read is lost
 
-This module imports only the standard library: each command calls `command()` before it
-imports numpy or numba, so that Ctrl-C during those imports is one line, not a traceback.
+This module and what it imports (errors, dtypes, backends) use only the standard library
+at import: each command calls `command()` before it imports numpy or numba, so that
+Ctrl-C during those imports is one line, not a traceback. Library modules never import
+this one: they raise errors.Failure, and the commands say it.
 """
 
 import argparse
 import os
 import signal
 import sys
-import time
 
-# backend name -> its folder (not `cuda/`: that name would shadow the CUDA bindings);
-# here, not in model.py, so that --backend's choices cost no numpy import
-BACKENDS = {"parallel": "parallel", "serial": "serial", "cuda": "gpu"}
+from . import backends
+from .dtypes import DTYPES
+from .errors import Failure
 
-
-class Failure(Exception):
-    """The one line a user is told, and the exit code; raised anywhere below a command."""
-
-    def __init__(self, message, code=1):
-        super().__init__(message)
-        self.code = code
+DEFAULT_MODEL = "gpt2_124M.bin"  # llm.c's starter pack's file, in the current folder
 
 
 class Stopped(BaseException):
@@ -89,12 +84,13 @@ def command(prog, run):
 
 
 def say(line):
-    """One line on stderr, on a line of its own even when a progress bar is drawn there."""
+    """One line on stderr (Progress's bar is closed before any line is said)."""
+    if sys.stderr is None:  # started with stderr closed: print(file=None) would write to stdout
+        return
     try:
-        print(("\n" if Progress.open else "") + line, file=sys.stderr, flush=True)
+        print(line, file=sys.stderr, flush=True)
     except OSError:  # nowhere left to say it
         pass
-    Progress.open = False
 
 
 def out(text):
@@ -174,76 +170,68 @@ def real(low, high, low_open=False):
 
 
 def threads_type():
-    """--threads K's argparse type: 1 to max_threads()."""
-    return integer(1, max_threads(), why=f" (this machine allows 4 workers per core, {os.cpu_count()} cores)")
+    """--threads K's argparse type: 1 to backends.max_threads()."""
+    return integer(1, backends.max_threads(), why=f" (this machine allows 4 workers per core, {os.cpu_count()} cores)")
 
 
-def max_threads():
-    """The largest worker pool --threads takes: 4 per core. Past the cores a worker only
-    adds switching, and thousands of them fail to start (libgomp: Thread creation failed)."""
-    return 4 * (os.cpu_count() or 1)
+def add_generation_options(parser, whose=""):
+    """The options of a completion that gpt takes and chat passes on to its gpt: the
+    model, the backend and its pool, the weight type, and sampling. `whose` begins each
+    help text ("gpt's "), for a command that passes them on."""
+    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="PATH",
+                        help=f"{whose}llm.c checkpoint, version 1, 3 or 5 (default: {DEFAULT_MODEL})")
+    parser.add_argument("--backend", choices=backends.NAMES, default=backends.DEFAULT,
+                        help=f"{whose}kernels: parallel (default); serial, llm.c's reference, "
+                             "which always recomputes as gpt.c does; cuda, on an NVIDIA GPU")
+    parser.add_argument("--threads", type=threads_type(), default=os.cpu_count(), metavar="K",
+                        help=f"{whose}parallel backend: a static pool of K workers, 1 to {backends.max_threads()} "
+                             f"(4 per core; default: the {os.cpu_count()} cores)")
+    parser.add_argument("--dtype", choices=DTYPES,
+                        help=f"{whose}precision of the matmul weights, the LM head's included: fp32; bf16 (half "
+                             "the bytes to read per token); int8, quantized at load per block of 32 values (a "
+                             "quarter); default: the model file's own (bf16 for version 5)")
+    sampling = parser.add_argument_group(f"{whose}sampling (without any of these: gpt.c's fixed coin of 0.5)")
+    sampling.add_argument("--temperature", type=real(0.0, 1e6), metavar="T",
+                          help="divide the logits by T (default 1); 0 takes the most probable token")
+    sampling.add_argument("--top-k", type=integer(1, 2**31 - 1), metavar="K", help="draw from the K most probable tokens")
+    sampling.add_argument("--top-p", type=real(0.0, 1.0, low_open=True), metavar="P",
+                          help="draw from the fewest most probable tokens whose probability reaches P")
+    sampling.add_argument("--seed", type=integer(0, 2**64 - 1), metavar="S",
+                          help="seed numpy's generator: the same seed, the same tokens "
+                               "(default: a fresh seed each run)")
 
 
-def size_text(nbytes):
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if nbytes < 1000 or unit == "TB":
-            return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1000
-
-
-def available_memory():
-    """Bytes the kernel can give this process without swapping (MemAvailable)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def need_memory(nbytes, what):
-    """Fails in one line before allocating more than the machine has: Linux would grant
-    the allocation and kill the process later, when the pages are touched."""
-    have = available_memory()
-    if nbytes > have:
-        raise Failure(f"out of memory: {what} needs {size_text(nbytes)}, this machine has "
-                      f"{size_text(have)} available")
+GENERATION_OPTIONS = ("model", "backend", "threads", "dtype", "temperature", "top_k", "top_p", "seed")
 
 
 class Progress:
-    """A one-line progress bar on stderr, in MB, redrawn at most 5 times a second. A
-    context manager: the line is ended however the block ends."""
-
-    open = False  # a bar's line is on stderr, not ended yet: say() starts a new line
+    """Progress of a long write or download, in bytes, on stderr: tqdm's bar (rate and
+    time left) where stderr is a terminal; elsewhere nothing, so that logs and pipes get
+    no frames (the command's own last line says what was done). A context manager: the
+    bar is closed however the block ends, before any error is said."""
 
     def __init__(self, label, total):
-        self.label, self.total, self.last = label, total, 0.0
+        self.bar, self.done = None, 0
+        if sys.stderr is not None and sys.stderr.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total or None, desc=label, unit="B", unit_scale=True,
+                            unit_divisor=1000, file=sys.stderr, dynamic_ncols=True, mininterval=0.2)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        if Progress.open:
+        if self.bar is not None:
             try:
-                print(file=sys.stderr, flush=True)
-            except OSError:
+                self.bar.close()
+            except OSError:  # stderr went away
                 pass
-            Progress.open = False
         return False
 
     def update(self, done):
-        if time.monotonic() - self.last < 0.2 and done != self.total:
-            return
-        self.last = time.monotonic()
-        if self.total:
-            bar = "#" * (30 * done // self.total)
-            text = f"[{bar:<30}] {100 * done // self.total:3d}% {done / 1e6:.0f}/{self.total / 1e6:.0f} MB"
-        else:
-            text = f"{done / 1e6:.0f} MB"
-        try:
-            print(f"\r{self.label} {text}", end="", file=sys.stderr, flush=True)
-            Progress.open = True
-        except OSError:
-            pass
+        if self.bar is not None:
+            try:
+                self.bar.update(done - self.done)
+            except OSError:
+                pass
+        self.done = done

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from . import cli
-from .cli import Failure
+from .errors import Failure
 from .files import Missing, open_regular
 
 # llm.c name -> (Hugging Face name, with {l} for the layer; stored (in, out) by Conv1D)

@@ -14,7 +14,7 @@ import stat
 from contextlib import contextmanager
 from pathlib import Path
 
-from .cli import Failure, size_text
+from .errors import Failure, size_text
 
 
 class Missing(Failure):

@@ -13,17 +13,14 @@ and sampler.py's. numpy and numba are imported inside run(), after cli.command()
 taken over Ctrl-C and SIGTERM.
 """
 
-import os
 import sys
 
 if __name__ == "__main__" and not __package__:  # `python gpt.py` in a checkout
     from _checkout import run_as_package
     sys.exit(run_as_package("gpt"))
 
-from . import cli  # noqa: E402  (after the checkout's bootstrap above)
-from .gpt_checkpoint import DEFAULT_MODEL  # noqa: E402  (standard library and cli only)
-
-DTYPES = ("fp32", "bf16", "int8")  # the weight types of weights.py, named here without importing numba
+from . import backends, cli  # noqa: E402  (after the checkout's bootstrap above; standard library only)
+from .errors import Failure  # noqa: E402
 
 
 def parse_args(argv):
@@ -35,37 +32,17 @@ def parse_args(argv):
                "2 a bad argument; 130 Ctrl-C, 143 SIGTERM; 141 stdout's reader left. "
                "example: gpt 31373 612   (\"hello there\"; chat.py takes text instead)")
     parser.add_argument("tokens", nargs="*", metavar="TOKEN", help="GPT-2 token ids, 0 <= id < vocab size")
-    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="PATH",
-                        help=f"llm.c checkpoint, version 1, 3 or 5 (default: {DEFAULT_MODEL})")
     parser.add_argument("-n", type=cli.integer(1, 2**31 - 1), default=10, metavar="N",
                         help="tokens in total, the input included (default: 10, as gpt.c)")
-    parser.add_argument("--backend", choices=list(cli.BACKENDS), default="parallel",
-                        help="kernels to run: parallel (default); serial, llm.c's reference, "
-                             "which always recomputes as gpt.c does; cuda, on an NVIDIA GPU")
-    parser.add_argument("--threads", type=cli.threads_type(), default=os.cpu_count(), metavar="K",
-                        help=f"parallel backend: a static pool of K workers, 1 to {cli.max_threads()} "
-                             f"(4 per core; default: the {os.cpu_count()} cores)")
-    parser.add_argument("--dtype", choices=DTYPES,
-                        help="precision of the matmul weights, the LM head's included: fp32; bf16 (half the "
-                             "bytes to read per token); int8, quantized at load per block of 32 values (a "
-                             "quarter); default: the model file's own (bf16 for version 5)")
     parser.add_argument("--recompute", action="store_true",
                         help="run the whole prefix every step, as gpt.c does, instead of using a KV cache")
     parser.add_argument("--profile", action="store_true",
-                        help="print the time spent in each kernel on stderr at the end")
+                        help="print the time spent in each kernel, and the pool's size, on stderr at the end")
     parser.add_argument("--stdin", action="store_true",
                         help="load the model once, then complete each line of standard input (token ids "
                              "separated by spaces): the new ids one per line, then an empty line; a bad "
                              "line gets one error line on stderr and an empty completion")
-    sampling = parser.add_argument_group("sampling (without any of these: gpt.c's fixed coin of 0.5)")
-    sampling.add_argument("--temperature", type=cli.real(0.0, 1e6), metavar="T",
-                          help="divide the logits by T (default 1); 0 takes the most probable token")
-    sampling.add_argument("--top-k", type=cli.integer(1, 2**31 - 1), metavar="K", help="draw from the K most probable tokens")
-    sampling.add_argument("--top-p", type=cli.real(0.0, 1.0, low_open=True), metavar="P",
-                          help="draw from the fewest most probable tokens whose probability reaches P")
-    sampling.add_argument("--seed", type=cli.integer(0, 2**64 - 1), metavar="S",
-                          help="seed numpy's generator: the same seed, the same tokens "
-                               "(default: a fresh seed each run)")
+    cli.add_generation_options(parser)
     return parser, parser.parse_args(argv)
 
 
@@ -84,36 +61,43 @@ def run(argv):
             print("Too many tokens.", file=sys.stderr)
             return 1
     tokens = [parse_token(text) for text in args.tokens]
-    if args.backend == "cuda" and args.dtype in ("bf16", "int8"):
-        parser.error(f"--dtype {args.dtype} is not available with --backend cuda (its kernels read float32 "
-                     "weights); use --dtype fp32")
+    if args.dtype and args.dtype not in backends.SUPPORTED_DTYPES[args.backend]:
+        parser.error(f"--dtype {args.dtype} is not available with --backend {args.backend} (its kernels read "
+                     f"{', '.join(backends.SUPPORTED_DTYPES[args.backend])} weights); use --dtype fp32")
     cli.flush_stdout()  # stdout closed or full: say so before the model is loaded
 
-    # the backend first: it sizes numba's pool, which int8's quantization at load uses
-    from .model import Generator, ProfiledKernels, load_backend
     try:
-        kernels = load_backend(args.backend, args.threads)
+        backend = backends.load(args.backend, args.threads)
     except ValueError as e:  # no GPU, or more threads than numba allows
-        raise cli.Failure(str(e), code=2) from None
-    from .checkpoint import MissingCheckpoint, load_checkpoint
-    try:  # the GPU reads float32 whatever the file holds
-        checkpoint = load_checkpoint(args.model, "fp32" if args.backend == "cuda" else args.dtype)
+        raise Failure(str(e), code=2) from None
+    from .checkpoint import MissingCheckpoint
+    from .model import Generator, ProfiledKernels
+    try:
+        checkpoint = backend.load_checkpoint(args.model, args.dtype)
     except MissingCheckpoint as e:
-        raise cli.Failure(f"{e}; `make model` downloads GPT-2 124M, or pass --model PATH") from None
+        raise Failure(f"{e}; `make model` downloads GPT-2 124M, or pass --model PATH") from None
     config = checkpoint.config
     if args.n > config.max_seq_len:
         parser.error(f"-n {args.n} is beyond the model's context of {config.max_seq_len} tokens")
     check_vocabulary(args, args.tokens, tokens, config)
 
     from .sampler import Sampler
-    if args.profile:
-        kernels = ProfiledKernels(kernels)
+    kernels = ProfiledKernels(backend.kernels) if args.profile else backend.kernels
     sampler = Sampler(args.temperature, args.top_k, args.top_p, args.seed)
     model = Generator(kernels, checkpoint, args.n, args.recompute or args.backend == "serial", sampler)
     code = serve(model, args) if args.stdin else complete(model, tokens)
     if args.profile:
         cli.say(kernels.report())
+        cli.say(pool_line(backend))
     return code
+
+
+def pool_line(backend):
+    """--profile's last line: the pool the kernels ran on, as numba reports it."""
+    if backend.name == "cuda":
+        return "pool: none (the GPU's own threads)"
+    import numba
+    return f"pool: {numba.get_num_threads()} workers"
 
 
 def complete(model, tokens):
@@ -129,7 +113,7 @@ def serve(model, args):
     while line := sys.stdin.buffer.readline(MAX_LINE):
         try:
             tokens = parse_request(line, args, model.config)
-        except cli.Failure as e:
+        except Failure as e:
             cli.say(f"gpt: error: {e}")
             failed, tokens = True, []
         if tokens:
@@ -143,12 +127,12 @@ def parse_request(line, args, config):
     if not line.endswith(b"\n") and len(line) == MAX_LINE:
         while (rest := sys.stdin.buffer.readline(MAX_LINE)) and not rest.endswith(b"\n"):
             pass
-        raise cli.Failure(f"a request of over {MAX_LINE} bytes")
+        raise Failure(f"a request of over {MAX_LINE} bytes")
     texts = line.decode("utf-8", errors="replace").split()
     if not texts:
-        raise cli.Failure("no token ids on the line")
+        raise Failure("no token ids on the line")
     if len(texts) > args.n - 1:
-        raise cli.Failure(f"{len(texts)} tokens: -n {args.n} takes at most {args.n - 1}")
+        raise Failure(f"{len(texts)} tokens: -n {args.n} takes at most {args.n - 1}")
     tokens = [parse_token(text) for text in texts]
     check_vocabulary(args, texts, tokens, config)
     return tokens
@@ -158,9 +142,9 @@ def parse_token(text):
     """A token id as an int, or float('inf') for one too long to be an id of any model."""
     digits = text.removeprefix("-")
     if not (digits.isdecimal() and digits.isascii()):
-        raise cli.Failure(f"token {cli.shorten(text)!r} is not an integer", code=2)
+        raise Failure(f"token {cli.shorten(text)!r} is not an integer", code=2)
     if text.startswith("-"):
-        raise cli.Failure(f"token {cli.shorten(text)} is negative; token ids are 0 or more", code=2)
+        raise Failure(f"token {cli.shorten(text)} is negative; token ids are 0 or more", code=2)
     digits = digits.lstrip("0") or "0"
     return int(digits) if len(digits) <= 18 else float("inf")
 
@@ -168,7 +152,7 @@ def parse_token(text):
 def check_vocabulary(args, texts, tokens, config):
     for text, token in zip(texts, tokens):
         if token >= config.vocab_size:
-            raise cli.Failure(f"token {cli.shorten(text)} is out of range: "
+            raise Failure(f"token {cli.shorten(text)} is out of range: "
                               f"{args.model} has a vocabulary of {config.vocab_size} "
                               f"(ids 0..{config.vocab_size - 1})", code=2)
 

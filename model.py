@@ -1,88 +1,22 @@
 """The GPT-2 forward pass, written once: llm.c's gpt2_forward over any backend's kernels.
 
-A backend is a module (`serial`, `parallel`, `gpu`) that exposes the functions named in
-KERNELS with llm.c's signatures, and, if its kernels keep their data elsewhere, a `memory`
-(see HostMemory). The driver owns the activation buffers, among them the KV cache, and
+A backend (backends.py: `serial`, `parallel`, `gpu`) is a module that exposes the functions
+named in KERNELS with llm.c's signatures, and, if its kernels keep their data elsewhere, a
+`memory` (backends.HostMemory). The driver owns the activation buffers, among them the KV cache, and
 calls the kernels layer by layer; it does no arithmetic of its own.
 """
 
-import importlib
 import math
-import os
-import sys
 import time
 
 import numpy as np
 
-from .cli import BACKENDS, max_threads, need_memory
+from .backends import HostMemory, memory_of
+from .errors import need_memory
 from .sampler import Sampler
 
 KERNELS = ("encoder_forward", "layernorm_forward", "matmul_forward", "attention_forward",
            "gelu_forward", "residual_forward", "softmax_forward")
-
-
-class HostMemory:
-    """Where the CPU backends' kernels find their data: the host's arrays, as they are. A
-    backend whose kernels run elsewhere (gpu) has a `memory` of its own with these four."""
-
-    @staticmethod
-    def upload(params):
-        return params
-
-    @staticmethod
-    def zeros(n):
-        return np.zeros(n, dtype=np.float32)
-
-    @staticmethod
-    def to_host(array):
-        return array
-
-    @staticmethod
-    def synchronize():
-        pass
-
-
-def available_backends():
-    """The backends this process can run: cuda only where numba sees a GPU (or its
-    simulator, NUMBA_ENABLE_CUDASIM=1)."""
-    from numba import cuda
-    return [name for name in BACKENDS if name != "cuda" or cuda.is_available()]
-
-
-def memory_of(kernels):
-    return getattr(kernels, "memory", HostMemory)
-
-
-def load_backend(name, threads=None):
-    """The kernel module of a backend, imported on demand (numba's import is not free).
-    threads: the size K of the parallel backend's static worker pool, fixed here once."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
-    if name == "cuda":
-        from numba import cuda
-        if not cuda.is_available():
-            raise ValueError("no CUDA GPU found; use --backend parallel")
-        return importlib.import_module(f"{__package__}.{BACKENDS[name]}")
-    if threads and threads > max_threads():
-        raise ValueError(f"--threads {threads} is more than this machine allows: at most {max_threads()} "
-                         f"(4 per core, {os.cpu_count()} cores)")
-    if threads and threads > (os.cpu_count() or 1) and "numba" not in sys.modules:
-        # numba sizes its pool from this variable once, at import; it defaults to the
-        # core count and set_num_threads cannot go past it (oversubscription runs)
-        os.environ.setdefault("NUMBA_NUM_THREADS", str(threads))
-    # libgomp's workers spin-wait at each barrier by default; with another busy process
-    # on the same cores each spinner burns the time slice its teammate needs: two gpt at
-    # once took 60 s instead of 2. After 1000 spins they sleep: decode +0.8% alone
-    # (dev/spin.py). libgomp reads this once, when numba first loads it.
-    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
-    kernels = importlib.import_module(f"{__package__}.{BACKENDS[name]}")
-    if threads:
-        import numba
-        if threads > numba.config.NUMBA_NUM_THREADS:
-            raise ValueError(f"--threads {threads} is more than NUMBA_NUM_THREADS="
-                             f"{numba.config.NUMBA_NUM_THREADS} allows")
-        numba.set_num_threads(threads)
-    return kernels
 
 
 def activation_table(config, B, Tq, T):

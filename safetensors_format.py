@@ -14,7 +14,7 @@ import mmap
 
 import numpy as np
 
-from .cli import Failure
+from .errors import Failure
 from .files import open_regular
 
 DTYPES = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2")}

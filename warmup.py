@@ -12,23 +12,24 @@ import os
 import sys
 import tempfile
 
-from .checkpoint import GPT2Config, load_checkpoint, write_checkpoint
-from .gpt_checkpoint import random_pieces
-from .model import Generator, load_backend
+from . import backends
+from .checkpoint import GPT2Config, write_checkpoint
+from .model import Generator
+from .random_model import random_pieces
 
 SMALL = GPT2Config(max_seq_len=16, vocab_size=64, padded_vocab_size=128, num_layers=1, num_heads=2, channels=8)
 
 
 def main():
-    kernels = load_backend("parallel", os.cpu_count())
+    backend = backends.load("parallel", os.cpu_count())
     with tempfile.TemporaryDirectory() as folder:
         for version, dtypes in ((3, ("fp32", "bf16", "int8")), (5, ("int8",))):
             path = os.path.join(folder, f"warmup_v{version}.bin")
             write_checkpoint(path, SMALL, random_pieces(SMALL), version)
             for dtype in dtypes:  # a weight's type is part of a kernel's signature
-                checkpoint = load_checkpoint(path, dtype)
+                checkpoint = backend.load_checkpoint(path, dtype)
                 for recompute in (False, True):
-                    list(Generator(kernels, checkpoint, 10, recompute).complete([1, 2]))
+                    list(Generator(backend.kernels, checkpoint, 10, recompute).complete([1, 2]))
     return 0
 
 

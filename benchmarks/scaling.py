@@ -45,11 +45,12 @@ def worker(backend, threads, model_path, prompt, rounds, dtype=None):
     """One process's measurements: {workload: median seconds, "tokens": {...}}."""
     import numpy as np
 
+    from gptpy import backends
     from gptpy.checkpoint import load_checkpoint, num_parameters
-    from gptpy.model import Activations, generate, gpt2_forward, load_backend
+    from gptpy.model import Activations, generate, gpt2_forward
     from membw import read_bandwidth
 
-    kernels = load_backend(backend, threads)
+    kernels = backends.load(backend, threads).kernels
     ckpt = load_checkpoint(model_path, dtype)
     config, params = ckpt.config, ckpt.params
     n = min(10, config.max_seq_len)

@@ -4,13 +4,14 @@ whole gpt.c-style forward (all positions, logits at each) at T=1 and T=9."""
 import numpy as np
 import pytest
 
-from gptpy.model import BACKENDS, Activations, available_backends, gpt2_forward, load_backend
+from gptpy import backends
+from gptpy.model import Activations, gpt2_forward
 
 T = 64
 # a backend this machine cannot run is skipped, with the reason, not failed
-ON_THIS_MACHINE = [pytest.param(name, marks=pytest.mark.skipif(name not in available_backends(),
+ON_THIS_MACHINE = [pytest.param(name, marks=pytest.mark.skipif(name not in backends.available(),
                                                                 reason=f"no {name} device on this machine"))
-                   for name in BACKENDS]
+                   for name in backends.NAMES]
 
 
 def kernel_cases(params, config):
@@ -40,7 +41,7 @@ CASES = ["encoder_forward", "layernorm_forward", "matmul_forward qkv", "matmul_f
 @pytest.mark.parametrize("case", CASES)
 def test_kernel(benchmark, record, model_124M, backend, case):
     name, args = kernel_cases(model_124M.params, model_124M.config)[case]
-    kernel = getattr(load_backend(backend), name)
+    kernel = getattr(backends.load(backend).kernels, name)
     benchmark.group = f"kernel T={T}: {case}"
     slow = backend == "serial" and "matmul" in case
     benchmark.pedantic(kernel, args=args, rounds=2 if slow else 10, warmup_rounds=1)
@@ -51,7 +52,7 @@ def test_kernel(benchmark, record, model_124M, backend, case):
 @pytest.mark.parametrize("T", [1, 9])
 def test_forward(benchmark, model_124M, backend, T):
     config = model_124M.config
-    kernels = load_backend(backend)
+    kernels = backends.load(backend).kernels
     acts = Activations(config, 1, T)
     inputs = np.arange(T, dtype=np.int32).reshape(1, T)
     benchmark.group = f"forward T={T}, all logits (gpt.c's step)"

@@ -7,7 +7,9 @@ import pytest
 from numba import cuda
 
 from results import RESULTS
-from gptpy.model import Activations, gpt2_forward, load_backend, memory_of
+from gptpy import backends
+from gptpy.backends import memory_of
+from gptpy.model import Activations, gpt2_forward
 
 if not cuda.is_available():
     pytest.skip("no CUDA GPU (numba.cuda.is_available() is False)", allow_module_level=True)
@@ -26,7 +28,7 @@ def _read(a, partial):
 
 @pytest.fixture(scope="module")
 def gpu():
-    kernels = load_backend("cuda")
+    kernels = backends.load("cuda").kernels
     return kernels, memory_of(kernels)
 
 

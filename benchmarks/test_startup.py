@@ -48,9 +48,9 @@ def test_peak_memory(model_path, version, dtype):
     if version == 5:
         path = Path(model_path).with_name("random_124M_v5.bin")
         if not path.exists():
-            from gptpy import checkpoint, gpt_checkpoint
+            from gptpy import checkpoint, random_model
             checkpoint.write_checkpoint(path, checkpoint.GPT2_124M,
-                                        gpt_checkpoint.random_pieces(checkpoint.GPT2_124M, confident=True), 5)
+                                        random_model.random_pieces(checkpoint.GPT2_124M, confident=True), 5)
     code = ("import sys; from gptpy.gpt import main; code = main(sys.argv[1:]); "
             "print(next(line for line in open('/proc/self/status') if line.startswith('VmHWM')), file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", code, "--model", str(path), "--dtype", dtype, "31373", "612"],

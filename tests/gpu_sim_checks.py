@@ -13,7 +13,8 @@ from gptpy import gpu
 from gptpy import serial
 from gptpy.checkpoint import GPT2Config, load_checkpoint
 from conftest import gpt_command, run_cli
-from gptpy.model import Activations, gpt2_forward, memory_of
+from gptpy.backends import memory_of
+from gptpy.model import Activations, gpt2_forward
 
 if not cuda.is_available():
     pytest.skip("needs numba.cuda: a GPU, or NUMBA_ENABLE_CUDASIM=1", allow_module_level=True)
@@ -52,8 +53,8 @@ def test_gpu_kernel_matches_its_serial_twin(case, B, T, C, NH, Tq):
 def test_gpu_forward_on_device_memory_matches_serial(tmp_path):
     """The real path: weights uploaded once, activations on the device, a KV cache."""
     path = tmp_path / "tiny.bin"
-    from gptpy import checkpoint, gpt_checkpoint
-    checkpoint.write_checkpoint(path, TINY, gpt_checkpoint.random_params(TINY, seed=4), 3)
+    from gptpy import checkpoint, random_model
+    checkpoint.write_checkpoint(path, TINY, random_model.random_params(TINY, seed=4), 3)
     ckpt = load_checkpoint(path)
     tokens = np.array([[3, 1, 4, 1, 5]], dtype=np.int32)
     reference = Activations(TINY, 1, 5)

@@ -9,10 +9,10 @@ import pytest
 
 import importlib
 
-from gptpy import serial
+from gptpy import backends, serial
 from gptpy.checkpoint import bf16_to_float32, float32_to_bf16
-from gptpy.model import BACKENDS, KERNELS, available_backends, load_backend
-from gptpy.checkpoint import QBLOCK
+from gptpy.model import KERNELS
+from gptpy.dtypes import QBLOCK
 from gptpy.weights import quantize_int8
 from reference import causal_attention, gelu, layernorm, softmax
 
@@ -20,18 +20,18 @@ SHAPES = [(1, 1, 20, 1), (1, 7, 36, 3), (2, 5, 12, 4)]  # (B, T, C, NH)
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 
-@pytest.fixture(params=available_backends())
+@pytest.fixture(params=backends.available())
 def kernels(request):
-    return load_backend(request.param)
+    return backends.load(request.param).kernels
 
 
 def rand(rng, *shape, scale=1.0):
     return (scale * rng.standard_normal(shape)).astype(np.float32)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_every_backend_has_the_serial_kernels_with_their_signatures(backend):
-    module = importlib.import_module(f"gptpy.{BACKENDS[backend]}")  # gpu imports without a GPU
+@pytest.mark.parametrize("package", ["serial", "parallel", "gpu"])
+def test_every_backend_has_the_serial_kernels_with_their_signatures(package):
+    module = importlib.import_module(f"gptpy.{package}")  # gpu imports without a GPU
     for name in KERNELS:
         serial_signature = inspect.signature(getattr(serial, name).py_func)
         backend_kernel = getattr(module, name)
@@ -157,7 +157,7 @@ def test_softmax_forward(kernels, B, T, V, Vp, spread):
 @pytest.mark.parametrize("backend", ["serial", "parallel"])
 @pytest.mark.parametrize("B,T,C,NH", SHAPES + [(1, 9, 36, 3), (1, 66, 40, 1)])  # the matmul's tiles and their tails
 def test_bf16_weights_compute_what_their_float32_widening_does(backend, B, T, C, NH):
-    kernels = load_backend(backend)
+    kernels = backends.load(backend).kernels
     rng = np.random.default_rng(9)
     OC = 3 * C + 1
     bits = float32_to_bf16(rand(rng, OC, C))
@@ -239,7 +239,7 @@ def test_quantize_int8_goes_by_chunks_of_rows_and_says_each(monkeypatch):
 @pytest.mark.parametrize("backend", ["serial", "parallel"])
 @pytest.mark.parametrize("B,T,C,NH", SHAPES + [(1, 9, 36, 3), (1, 66, 40, 1), (1, 5, 96, 1)])
 def test_int8_weights_compute_with_their_dequantized_values(backend, B, T, C, NH):
-    kernels = load_backend(backend)
+    kernels = backends.load(backend).kernels
     rng = np.random.default_rng(11)
     OC = 3 * C + 1
     q, scales = quantize_int8(rand(rng, OC, C))

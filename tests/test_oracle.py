@@ -9,9 +9,10 @@ import pytest
 from gptpy import convert
 from gptpy.checkpoint import GPT2Config, load_checkpoint
 from conftest import SMALL, gpt_command, run_cli
-from gptpy.model import Activations, available_backends, gpt2_forward, load_backend
+from gptpy import backends
+from gptpy.model import Activations, gpt2_forward
 
-BACKENDS = available_backends()  # cuda where a GPU or numba's simulator is
+BACKENDS = backends.available()  # cuda where a GPU or numba's simulator is
 
 SHAPES = {
     "small": SMALL,
@@ -52,7 +53,7 @@ def test_last_position_logits_match_transformers(transformers_gpt2, make_model, 
     expected = hf_last_logits(torch, hf(path), prompt)
     T = len(prompt)
     acts = Activations(config, 1, T)
-    gpt2_forward(load_backend(backend), ckpt.params, config, acts, np.array([prompt], np.int32), 1, T)
+    gpt2_forward(backends.load(backend).kernels, ckpt.params, config, acts, np.array([prompt], np.int32), 1, T)
     ours = acts.shaped(1, T, T)["logits"][0, -1, :config.vocab_size]
     diff = np.abs(ours - expected)
     assert diff.max() <= 1e-4, f"max |ours - transformers| = {diff.max():.2e} at token {diff.argmax()}"
