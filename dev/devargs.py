@@ -14,6 +14,6 @@ def parse(doc, more=()):
     for flag, kwargs in more:
         parser.add_argument(flag, **kwargs)
     args = parser.parse_args()
-    from gptpy import model
-    args.kernels = model.load_backend("parallel", args.threads)
+    from gptpy import backends
+    args.kernels = backends.load("parallel", args.threads).kernels
     return args

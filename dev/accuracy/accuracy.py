@@ -5,12 +5,13 @@ weights here are perturbed by a relative 1e-3 first, off the bfloat16 grid: GPT-
 (the generator's scales) and lively (qkvw x8, fcw x32: attention and GELU off their flat
 ranges), with the generator's confident final gain or without it.
 
-    python dev/accuracy.py [--threads K] [--layers L]
+    python dev/accuracy/accuracy.py [--threads K] [--layers L]
 """
 import os, tempfile
 import numpy as np
+import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
-from gptpy import checkpoint, gpt_checkpoint, model
+from gptpy import checkpoint, model, random_model
 
 args = devargs.parse(__doc__, [("--layers", dict(type=int, default=12))])
 config = checkpoint.GPT2Config(1024, 50257, 50304, args.layers, 12, 768)
@@ -35,7 +36,7 @@ def log_softmax(z):
 print(f"{'model':28s} {'logit sd':>9s}" + "".join(f" {d + ' max |dlogit|':>18s} {d + ' mean KL':>13s}" for d in ("bf16", "int8")))
 for lively in (False, True):
     for confident in (False, True):
-        params = gpt_checkpoint.random_params(config, seed=1, confident=confident)
+        params = random_model.random_params(config, seed=1, confident=confident)
         rng = np.random.default_rng(2)
         for name in params:
             params[name] = params[name] * (1 + 1e-3 * rng.standard_normal(params[name].shape, dtype=np.float32))

@@ -1,9 +1,10 @@
 """Decode attention as it really runs: 12 layers' KV caches (56 MB at context 513, more
 than L3), one query each; median ms per token over interleaved rounds.
 
-    python dev/attention_decode.py [--threads K] [--label TEXT]
+    python dev/attention/decode.py [--threads K] [--label TEXT]
 """
 import time, numpy as np
+import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 args = devargs.parse(__doc__, [("--label", dict(default=""))])
 k = args.kernels

@@ -1,11 +1,12 @@
 """Which way of writing attention's inner loops does LLVM vectorize? Decode, one layer
 at context 513: 3-D indexing with offsets against 1-D views of one head, in us.
 
-    python dev/attention_inner.py [--threads K]
+    python dev/attention/inner.py [--threads K]
 """
 import math, time, numpy as np
 from numba import njit, prange
 from gptpy.parallel import chunk
+import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 K = devargs.parse(__doc__).threads
 jit = njit(parallel=True, fastmath=True, cache=True, error_model="numpy")

@@ -3,7 +3,7 @@ scores) alone, by dot products (a horizontal sum each) and by keys 4 queries at 
 (parallel.kernels._scores_by_keys); pass 4 (values) alone, 4 queries at a time; ms per
 layer, interleaved, medians.
 
-    python dev/attention_prefill.py [--threads K] [--T T]
+    python dev/attention/prefill.py [--threads K] [--T T]
 """
 import math
 import time
@@ -11,6 +11,7 @@ import time
 import numpy as np
 from numba import njit, prange
 
+import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 from gptpy.parallel.kernels import _scores_by_keys, _values_by_queries, chunk
 

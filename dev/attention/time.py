@@ -1,9 +1,10 @@
 """attention_forward alone at the 124M shape: prefill T = 1024 and 256, decode at context
 513 and 17; ms and GFLOP/s.
 
-    python dev/attention_time.py [--threads K]
+    python dev/attention/time.py [--threads K]
 """
 import time, numpy as np
+import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 k = devargs.parse(__doc__).kernels
 C, NH = 768, 12

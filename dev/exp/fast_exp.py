@@ -3,8 +3,9 @@ over 50,304 values (a row of logits), with arguments in [-80, 0] (all results no
 and in [-160, 0] (half of them subnormal, as the 124M models' logits give), ms per row;
 and fast_exp's error in ulps over its whole range.
 
-    python dev/fast_exp.py
+    python dev/exp/fast_exp.py
 """
+import argparse
 import math
 import time
 
@@ -12,6 +13,8 @@ import numpy as np
 from numba import njit
 
 from gptpy.parallel.kernels import EXP_MAX, EXP_MIN, fast_exp
+
+argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
 
 
 @njit(fastmath=True)

@@ -3,13 +3,14 @@ far from float32 does each put the products? Every matvec of one 124M decoding s
 (12 layers' qkv, attproj, fc, fcproj, and the LM head), int8 variants against float32
 and bfloat16, interleaved, median of rounds, ms per step and GB/s of weight bytes.
 
-    python dev/int8_matvec.py [--threads K] [--rounds R]
+    python dev/matmul/int8_matvec.py [--threads K] [--rounds R]
 """
 import time
 
 import numpy as np
 from numba import njit, prange
 
+import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 from gptpy.parallel.kernels import chunk
 from gptpy.weights import weight_at

@@ -1,12 +1,13 @@
 """The T = 1 path of matmul_forward: which inner loop reads the weights at bandwidth?
 matmul_forward and four variants on the LM head, against a plain read, in GB/s.
 
-    python dev/matvec_variants.py [--model M] [--threads K]
+    python dev/matmul/matvec.py [--model M] [--threads K]
 """
 import time, numpy as np
 from numba import njit, prange
 from gptpy import checkpoint
 from gptpy.parallel import chunk
+import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 args = devargs.parse(__doc__)
 kernels, K = args.kernels, args.threads

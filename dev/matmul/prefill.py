@@ -5,13 +5,14 @@ same 2 x 4 tile with the loops turned (a block of OB channels, then every 4 posi
 then the block's pairs), and a 4 x 4 tile; GFLOP/s on the 124M shapes, interleaved,
 medians.
 
-    python dev/matmul_prefill.py [--threads K]
+    python dev/matmul/prefill.py [--threads K]
 """
 import time
 
 import numpy as np
 from numba import njit, prange
 
+import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 from gptpy.parallel.kernels import _tile_4x4, chunk
 from gptpy.weights import weight_at

@@ -2,11 +2,12 @@
 positions (K passed in, so numba can cache them), on the LM head's and fcproj's shapes
 at T = 1 .. 256 of random weights: ms, GB/s of weights, GFLOP/s.
 
-    python dev/matmul_variants2.py [--threads K]
+    python dev/matmul/tiles.py [--threads K]
 """
 import time
 import numpy as np
 from numba import njit, prange
+import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 K = devargs.parse(__doc__).threads
 

@@ -1,12 +1,13 @@
 """A/B, interleaved: matmul_forward against the same tiles written over 1-D row views
 (does indexing through views vectorize better?), T = 1, 2, 9, 64 on three weights.
 
-    python dev/matmul_views.py [--model M] [--threads K]
+    python dev/matmul/views.py [--model M] [--threads K]
 """
 import time, numpy as np
 from numba import njit, prange
 from gptpy import checkpoint
 from gptpy.parallel import chunk
+import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 args = devargs.parse(__doc__)
 K = args.threads

@@ -1,9 +1,10 @@
 """Per-kernel time (model.ProfiledKernels) of 21 decode steps at a given context.
 
-    python dev/decode_profile.py CONTEXT [--model M] [--threads K] [--dtype fp32|bf16|int8]
+    python dev/profile/decode.py CONTEXT [--model M] [--threads K] [--dtype fp32|bf16|int8]
 """
 import numpy as np
 from gptpy import checkpoint, model
+import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 args = devargs.parse(__doc__, [("context", dict(type=int)), ("--dtype", dict(choices=("fp32", "bf16", "int8")))])
 ctx = args.context

@@ -1,10 +1,11 @@
 """Per-kernel time (model.ProfiledKernels) of three recompute jobs (the gpt.c job,
 --recompute), after one to warm up.
 
-    python dev/recompute_profile.py [--model M] [--threads K]
+    python dev/profile/recompute.py [--model M] [--threads K]
 """
 from gptpy import checkpoint, model
 from gptpy.model import generate
+import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 args = devargs.parse(__doc__)
 K = args.threads

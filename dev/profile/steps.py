@@ -1,10 +1,11 @@
 """Per-step times of the gpt.c job (2 in, 8 out), three rounds: is the first pass special?
 
-    python dev/steps.py [--model M] [--threads K]
+    python dev/profile/steps.py [--model M] [--threads K]
 """
 import time
 from gptpy import checkpoint
 from gptpy.model import generate
+import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 args = devargs.parse(__doc__)
 threads, kernels = args.threads, args.kernels

@@ -5,7 +5,7 @@ bandwidth (this machine's moved between 48 and 83 GB/s from one minute to the ne
 Prints each run and the median fraction of each dtype's floor (weights' bytes /
 bandwidth).
 
-    python dev/floor_runs.py [--runs R] [--model M] [--threads K]
+    python dev/sidebyside/floor_runs.py [--runs R] [--model M] [--threads K]
 """
 import statistics
 import sys
@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from conftest import weight_bytes  # noqa: E402
 from membw import read_bandwidth  # noqa: E402
 

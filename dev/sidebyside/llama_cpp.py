@@ -9,7 +9,7 @@ medians of rounds, for fp32, bf16 and int8. llama.cpp is built outside this proj
 (never part of it): a checkout's `cmake -B build -DGGML_NATIVE=ON && cmake --build build
 --target llama-bench llama-quantize`; its gguf-py is what writes the file.
 
-    python dev/llama_cpp.py --llama /path/to/llama.cpp [--model M] [--threads K]
+    python dev/sidebyside/llama_cpp.py --llama /path/to/llama.cpp [--model M] [--threads K]
 """
 import hashlib
 import importlib.util
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 
 args = devargs.parse(__doc__, [("--llama", dict(required=True, help="a llama.cpp checkout, built")),

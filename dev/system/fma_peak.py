@@ -5,7 +5,7 @@ FMA's latency is hidden, and LLVM vectorizes across the values, so that the FMA 
 not memory or latency, set the rate (the best D and array size are taken). Prints GFLOP/s, per
 core and in all, and what a prefill's rate is as a fraction of it:
 
-    python dev/fma_peak.py [--threads K]
+    python dev/system/fma_peak.py [--threads K]
 
 Prefill does 2 x parameters x positions flops (every weight multiplied and added once
 per position); the README divides the `make bench` prefill rate by this peak.
@@ -15,6 +15,7 @@ import time
 import numpy as np
 from numba import njit, prange
 
+import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 from gptpy.parallel.kernels import chunk
 

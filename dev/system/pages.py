@@ -1,10 +1,11 @@
 """Does the T = 1 matmul read a memory-mapped file (4 KB page-cache pages) slower than
 anonymous memory, with or without huge pages? ms and GB/s on the LM head.
 
-    python dev/pages.py [--model M] [--threads K]
+    python dev/system/pages.py [--model M] [--threads K]
 """
 import mmap, time, numpy as np
 from gptpy import checkpoint
+import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 args = devargs.parse(__doc__)
 kernels = args.kernels

@@ -2,10 +2,11 @@
 A flat prange reduction, per-row reductions, and a reduction through a called function
 over range(lo, hi), in GB/s on 500 MB of random floats.
 
-    python dev/probe_cache.py [--threads K]
+    python dev/system/probe_cache.py [--threads K]
 """
 import time, numpy as np
 from numba import njit, prange
+import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 K = devargs.parse(__doc__).threads
 @njit(parallel=True, fastmath=True, cache=True)

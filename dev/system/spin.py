@@ -2,9 +2,10 @@
 and for two gpt processes at once on the same cores. Each setting runs in processes of
 its own (libgomp reads the variable once, when it loads), interleaved.
 
-    python dev/spin.py [--model M] [--threads K] [--spins default,1000,0] [--dtype fp32|bf16|int8]
+    python dev/system/spin.py [--model M] [--threads K] [--spins default,1000,0] [--dtype fp32|bf16|int8]
 """
 import os, statistics, subprocess, sys, time
+import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 
 args = devargs.parse(__doc__, [("--spins", dict(default="default,1000,0")), ("--worker", dict(default=None)),
