@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from gptpy import checkpoint, gpt_checkpoint
 from gptpy.checkpoint import (HEADER_BYTES, MAGIC, CheckpointError, load_checkpoint, parameter_table,
                               read_header, write_checkpoint)
-from gptpy.gpt_checkpoint import random_params
+from gptpy.random_model import random_params
 from conftest import SMALL, command, run_cli
 
 
@@ -190,8 +190,23 @@ def test_download_from_a_local_file(tmp_path, make_model):
     result = checkpoint_cli("download", out, "--url", source.as_uri())
     assert result.returncode == 0, result.stderr
     assert out.read_bytes() == source.read_bytes()
-    assert "100%" in result.stderr  # the progress bar reached the end
+    assert result.stderr.startswith("wrote ") and result.stderr.count("\n") == 1  # a pipe: no bar, one line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpt2_124M.bin"]
+
+
+@pytest.mark.parametrize("args", [["download", "--url", "SOURCE"], ["random", "--shape", "124M"]])
+def test_a_terminal_gets_a_progress_bar_with_rate_and_time_left(tmp_path, make_model, args):
+    """In a pty: tqdm's bar (percent, bytes, rate, time left), then the one line written."""
+    import pexpect
+    out = tmp_path / "m.bin"
+    args = [str(make_model().as_uri()) if a == "SOURCE" else a for a in args]
+    child = pexpect.spawn(command("gpt-checkpoint")[0], [args[0], str(out), *args[1:]], encoding="utf-8", timeout=120)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    screen = child.before
+    assert "100%" in screen and "B/s]" in screen and "<00:00" in screen, screen  # rate, time left
+    assert screen.rstrip().splitlines()[-1].startswith("wrote "), screen
 
 
 def test_download_of_a_bad_file_leaves_nothing(tmp_path, make_model):

@@ -3,11 +3,14 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
+from gptpy import backends
 from gptpy.checkpoint import load_checkpoint
-from conftest import ROOT, SMALL, gpt_command, one_error_line
+from conftest import ROOT, SMALL, VOCAB_50257, command, gpt_command, one_error_line
 from reference import sample_gpt_c
 
 
@@ -137,17 +140,31 @@ def test_a_second_call_compiles_nothing(gpt, make_model, tmp_path):
     assert "data saved" not in second.stdout and "data loaded" in second.stdout
 
 
+def cache_files(folder):
+    return {path: path.stat().st_mtime_ns for path in Path(folder).rglob("*") if path.is_file()}
+
+
 def test_the_install_warm_up_compiles_what_any_run_needs(gpt, make_model, tmp_path):
     """`make install` runs gptpy.warmup on a model of its own: a run on another shape and
-    file version, with the KV cache, recomputing, or resident, then compiles nothing."""
+    every file version (the main job's float32 on versions 1 and 3, version 5's bfloat16),
+    with the KV cache, recomputing, resident, in int8, or under chat, then compiles nothing."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_DEBUG_CACHE": "1"}
     warm = subprocess.run([sys.executable, "-m", "gptpy.warmup"], env=env, capture_output=True, text=True)
     assert warm.returncode == 0 and "data saved" in warm.stdout, warm.stderr
-    model = make_model(version=5, confident=True)
-    for options, stdin in (([], None), (["--recompute"], None), (["--stdin"], "3 4\n5\n"), (["--dtype", "int8"], None)):
-        run = gpt("--model", model, *options, *([] if stdin else ["3", "4"]), env=env, input=stdin)
-        assert run.returncode == 0 and "data loaded" in run.stdout, run.stderr
-        assert "data saved" not in run.stdout, options
+    for version in (1, 3, 5):
+        model = make_model(version=version, confident=True)
+        for options, stdin in (([], None), (["--recompute"], None), (["--stdin"], "3 4\n5\n"),
+                               (["--dtype", "int8"], None), (["--dtype", "bf16"], None)):
+            run = gpt("--model", model, *options, *([] if stdin else ["3", "4"]), env=env, input=stdin)
+            assert run.returncode == 0 and "data loaded" in run.stdout, (version, options, run.stderr)
+            assert "data saved" not in run.stdout, (version, options)
+    # chat reads its gpt's stdout, which NUMBA_DEBUG_CACHE would fill: the cache's files tell
+    before = cache_files(tmp_path)
+    chat = subprocess.run([*command("gpt-chat"), "--model", str(make_model(VOCAB_50257, confident=True)),
+                           "--once", "hello there"], env={**env, "NUMBA_DEBUG_CACHE": "0"},
+                          capture_output=True, text=True, timeout=120)
+    assert chat.returncode == 0 and chat.stdout.strip(), chat.stderr
+    assert cache_files(tmp_path) == before  # nothing compiled, so nothing saved
 
 
 @pytest.mark.parametrize("version", [3, 5])
@@ -174,3 +191,24 @@ def test_int8_gives_fp32s_tokens_where_fp32_decides_by_a_wide_margin(gpt, make_m
 def test_the_gpu_backend_refuses_bf16_and_int8_in_one_line(gpt, make_model, dtype):
     line = one_error_line(gpt("--model", make_model(version=5), "--backend", "cuda", "--dtype", dtype, "1"), 2)
     assert f"--dtype {dtype} is not available with --backend cuda" in line
+
+
+def greedy_reference(params, config, prompt, n):
+    from reference import gpt2_logits
+    tokens = list(prompt)
+    while len(tokens) < n:
+        tokens.append(int(np.argmax(gpt2_logits(params, config, np.array(tokens))[-1])))
+    return tokens
+
+
+@pytest.mark.parametrize("seed,prompt", [(1, [17]), (1, [5, 100, 0]), (2, [31, 61])])
+def test_a_hesitant_model_gets_gpt_cs_coin_not_the_argmax_on_every_backend(gpt, make_model, seed, prompt):
+    """Where the most probable token has 15-30%, gpt.c's coin and the argmax part ways:
+    a gpt wired to greedy decoding (or to any other rule) fails here."""
+    path = make_model(seed=seed, hesitant=True)
+    params = load_checkpoint(path).params
+    expected = sample_gpt_c(params, SMALL, prompt, 10)[len(prompt):]
+    assert expected != greedy_reference(params, SMALL, prompt, 10)[len(prompt):]
+    for options in (["--backend", "serial"], [], ["--recompute"], ["--threads", "1"], ["--dtype", "bf16"],
+                    *([["--backend", "cuda"]] if "cuda" in backends.available() else [])):
+        assert tokens_of(gpt("--model", path, *options, *prompt)) == expected, options

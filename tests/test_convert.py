@@ -96,3 +96,43 @@ def test_a_converted_model_completes_like_the_original(gpt, make_model, tmp_path
     converted = gpt("--model", tmp_path / "bf16.bin", "5", "6")
     assert original.returncode == converted.returncode == 0
     assert converted.stdout == original.stdout  # the generator's values are bfloat16-exact
+
+
+def hf_numpy_logits(folder, tokens):
+    """Hugging Face's GPT2LMHeadModel written in numpy over the exported folder, read with
+    the reference safetensors library: Conv1D layers compute x @ W + b with W stored
+    (in, out), names as transformers has them, the LM head tied to wte. Without torch, it
+    checks every transpose the converter makes, the square attn.c_proj's included."""
+    from reference import gelu, layernorm, softmax
+    config = json.loads((folder / "config.json").read_text())
+    t = {name.removeprefix("transformer."): x.astype(np.float64)
+         for name, x in load_file(str(folder / "model.safetensors")).items()}
+    T, C, NH = len(tokens), config["n_embd"], config["n_head"]
+    eps = config["layer_norm_epsilon"]
+    x = t["wte.weight"][tokens] + t["wpe.weight"][:T]
+    for l in range(config["n_layer"]):
+        h = layernorm(x, t[f"h.{l}.ln_1.weight"], t[f"h.{l}.ln_1.bias"], eps)
+        q, k, v = np.split(h @ t[f"h.{l}.attn.c_attn.weight"] + t[f"h.{l}.attn.c_attn.bias"], 3, axis=-1)
+        q, k, v = (y.reshape(T, NH, C // NH).transpose(1, 0, 2) for y in (q, k, v))
+        scores = np.where(np.tri(T, dtype=bool), q @ k.transpose(0, 2, 1) / np.sqrt(C // NH), -np.inf)
+        attn = (softmax(scores) @ v).transpose(1, 0, 2).reshape(T, C)
+        x = x + attn @ t[f"h.{l}.attn.c_proj.weight"] + t[f"h.{l}.attn.c_proj.bias"]
+        h = layernorm(x, t[f"h.{l}.ln_2.weight"], t[f"h.{l}.ln_2.bias"], eps)
+        h = gelu(h @ t[f"h.{l}.mlp.c_fc.weight"] + t[f"h.{l}.mlp.c_fc.bias"])
+        x = x + h @ t[f"h.{l}.mlp.c_proj.weight"] + t[f"h.{l}.mlp.c_proj.bias"]
+    return layernorm(x, t["ln_f.weight"], t["ln_f.bias"], eps) @ t["wte.weight"].T
+
+
+def test_the_exported_folder_computes_gpt2_in_hugging_faces_layout(make_model, tmp_path):
+    """Without torch: the exported folder, run in HF's layout, gives the llm.c file's logits.
+    A transposed square matrix would keep every shape and round-trip byte for byte; here
+    it fails, as the second half shows."""
+    from reference import gpt2_logits
+    path = make_model(confident=True, lively=True)
+    assert convert(path, tmp_path / "hf").returncode == 0
+    tokens = np.array([5, 100, 0, 42, 42, 3, 99, 1, 64])
+    expected = gpt2_logits(load_checkpoint(path).params, SMALL, tokens)
+    np.testing.assert_allclose(hf_numpy_logits(tmp_path / "hf", tokens), expected, rtol=0, atol=1e-6)
+    rewrite(tmp_path / "hf", lambda t: {**t, "transformer.h.0.attn.c_proj.weight":
+                                        t["transformer.h.0.attn.c_proj.weight"].T.copy()})
+    assert np.abs(hf_numpy_logits(tmp_path / "hf", tokens) - expected).max() > 1e-2

@@ -11,10 +11,12 @@ import pytest
 
 from gptpy.checkpoint import load_checkpoint
 from conftest import SMALL
-from gptpy.model import Activations, available_backends, gpt2_forward, load_backend
+from gptpy import backends
+from gptpy.model import Activations, gpt2_forward
 from reference import gpt2_logits, softmax
+from test_kernels import dequantize, quantize_reference
 
-BACKENDS = available_backends()  # cuda where a GPU or numba's simulator is
+BACKENDS = backends.available()  # cuda where a GPU or numba's simulator is
 
 
 def forward_logits(backend, path, tokens, max_T=None):
@@ -23,7 +25,7 @@ def forward_logits(backend, path, tokens, max_T=None):
     T = len(tokens)
     acts = Activations(ckpt.config, 1, max_T or T)
     inputs = np.array([tokens], dtype=np.int32)
-    probs = gpt2_forward(load_backend(backend), ckpt.params, ckpt.config, acts, inputs, 1, T)
+    probs = gpt2_forward(backends.load(backend).kernels, ckpt.params, ckpt.config, acts, inputs, 1, T)
     return ckpt, acts.shaped(1, T, T)["logits"][0], probs[0]
 
 
@@ -35,7 +37,7 @@ def cached_last_logits(backend, path, tokens, prefill):
     inputs = np.array([tokens], dtype=np.int32)
     steps, cached = [], 0
     for T in range(prefill, len(tokens) + 1):
-        gpt2_forward(load_backend(backend), ckpt.params, ckpt.config, acts, inputs, 1, T, cached, last_only=True)
+        gpt2_forward(backends.load(backend).kernels, ckpt.params, ckpt.config, acts, inputs, 1, T, cached, last_only=True)
         steps.append(acts.shaped(1, T - cached, T)["logits"][0, 0].copy())
         cached = T
     return steps
@@ -111,7 +113,58 @@ def test_every_prompt_length_gives_the_same_tokens_everywhere(make_model, length
     from gptpy.model import generate
     ckpt = load_checkpoint(make_model(seed=2, confident=True))
     prompt = [(7 * i + 3) % SMALL.vocab_size for i in range(length)]
-    reference = list(generate(load_backend("serial"), ckpt, prompt, 10, recompute=True))
+    reference = list(generate(backends.load("serial").kernels, ckpt, prompt, 10, recompute=True))
     assert len(reference) == 10 - length
     for recompute in (False, True):
-        assert list(generate(load_backend("parallel"), ckpt, prompt, 10, recompute)) == reference
+        assert list(generate(backends.load("parallel").kernels, ckpt, prompt, 10, recompute)) == reference
+
+
+# bf16 and int8 weights on values off the bfloat16 grid (real weights are): the logits
+# against numpy's forward on the weights as each dtype holds them, rounded or quantized
+# by numpy formulas written apart from the loader's
+
+def bf16_round_reference(x):
+    """float32 -> the nearest bfloat16 value (ties to even), by frexp: 8 significant bits."""
+    mantissa, exponent = np.frexp(np.asarray(x, np.float64))
+    return np.ldexp(np.round(mantissa * 256) / 256, exponent).astype(np.float32)
+
+
+def int8_reference(w):
+    """A weight (..., OC, C) as its int8 blocks dequantize: numpy's absmax / 127 per 32."""
+    rows = w.reshape(-1, w.shape[-1])
+    q, scales = quantize_reference(rows)
+    return dequantize(q, scales).reshape(w.shape)
+
+
+@pytest.fixture(scope="module")
+def off_grid_model(tmp_path_factory):
+    """A confident, lively SMALL model whose matmul weights are off the bfloat16 grid."""
+    from gptpy import random_model
+    from gptpy.checkpoint import MATMUL_WEIGHTS, write_checkpoint
+    params = random_model.random_params(SMALL, seed=3, confident=True)
+    params["qkvw"] *= 8
+    params["fcw"] *= 32
+    rng = np.random.default_rng(0)
+    for name in MATMUL_WEIGHTS:
+        params[name] = (params[name] * (1 + 1e-2 * rng.uniform(-1, 1, params[name].shape))).astype(np.float32)
+    path = tmp_path_factory.mktemp("offgrid") / "model.bin"
+    write_checkpoint(path, SMALL, params, 3)
+    return path, params
+
+
+@pytest.mark.parametrize("backend", ["serial", "parallel"])
+@pytest.mark.parametrize("dtype", ["bf16", "int8"])
+def test_bf16_and_int8_logits_match_numpy_off_the_bf16_grid(backend, dtype, off_grid_model):
+    from gptpy.checkpoint import MATMUL_WEIGHTS
+    path, params = off_grid_model
+    tokens = np.array([5, 100, 0, 42, 42, 3, 99, 1, 64])
+    as_held = {name: (bf16_round_reference(x) if dtype == "bf16" else int8_reference(x))
+               if name in MATMUL_WEIGHTS else x for name, x in params.items()}
+    expected = gpt2_logits(as_held, SMALL, tokens)
+    ckpt = load_checkpoint(path, dtype)
+    acts = Activations(SMALL, 1, len(tokens))
+    gpt2_forward(backends.load(backend).kernels, ckpt.params, SMALL, acts, tokens[None].astype(np.int32), 1, len(tokens))
+    logits = acts.shaped(1, len(tokens), len(tokens))["logits"][0, :, :SMALL.vocab_size]
+    np.testing.assert_allclose(logits, expected, rtol=0, atol=2e-4)
+    # the check can fail: float32 weights as they are land far outside that tolerance
+    assert np.abs(gpt2_logits(params, SMALL, tokens) - expected).max() > 1e-2

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gptpy.checkpoint import load_checkpoint
+from gptpy.model import KERNELS
 from conftest import ROOT, SMALL, VOCAB_50257
 from gptpy.parallel import chunk
 from reference import sample_gpt_c
@@ -70,8 +71,16 @@ def test_profile_names_every_kernel_on_stderr(gpt, make_model):
     result = gpt("--model", make_model(), "--profile", "1", "2")
     assert result.returncode == 0
     assert len(result.stdout.split()) == 8  # stdout still holds only the tokens
-    for name in ("matmul_forward", "attention_forward", "layernorm_forward", "softmax_forward", "total"):
-        assert name in result.stderr
+    kernel_lines = [line.split()[0] for line in result.stderr.splitlines()[1:] if line.split()[0] in KERNELS]
+    assert sorted(kernel_lines) == sorted(KERNELS) and "total" in result.stderr
+
+
+@pytest.mark.parametrize("K", POOL_SIZES)
+def test_threads_k_is_the_pool_the_kernels_run_on(gpt, make_model, K):
+    """--threads K observed from inside: numba's own count of the pool in use at the end."""
+    result = gpt("--model", make_model(), "--threads", K, "--profile", "1", "2")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[-1] == f"pool: {K} workers"
 
 
 def test_threads_must_be_positive_and_allowed(gpt, make_model):
