@@ -48,7 +48,7 @@ def _lock_simulator_shared_arrays():
 if SIMULATED:
     # The simulator runs each CUDA thread as a Python thread, and a syncthreads waits for
     # all of a block's threads to take the GIL in turn: at Python's default switch
-    # interval (5 ms) each barrier costs ~10 ms, and runs take 9x longer.
+    # interval (5 ms) each barrier costs ~10 ms, and runs take many times longer.
     sys.setswitchinterval(1e-6)
     _lock_simulator_shared_arrays()
 THREADS = 32 if SIMULATED else 256  # threads per block of the row kernels (a power of 2)

@@ -11,7 +11,7 @@ changes the order of their additions: results match the serial kernels to a tole
 not bit for bit.
 
 One rule the speed depends on: reduction loops run `for i in range(n)` from 0 with the
-offset in the index; LLVM leaves a `range(lo, hi)` reduction scalar (4x slower here).
+offset in the index; LLVM leaves a `range(lo, hi)` reduction scalar (dev/system/probe_cache.py).
 Another: exponentials go through fast_exp, not math.exp (see there).
 """
 
@@ -34,10 +34,9 @@ EXP_MIN, EXP_MAX = np.float32(-87.33), np.float32(88.0)  # e^x is a normal float
 def fast_exp(x):
     """e^x of a float32 within 1 ulp (Cephes' expf: x = n ln2 + r, |r| <= ln2 / 2, a
     polynomial for e^r, times 2^n put in the exponent bits); 0 below EXP_MIN, e^EXP_MAX
-    above EXP_MAX. Two reasons not to call math.exp (libm's expf), measured on 50k
-    values (dev/fast_exp.py): LLVM cannot vectorize a libm call (16x slower), and
-    results below EXP_MIN are subnormal, each costing ~100 cycles (a 124M model's logits
-    span more than 87: its softmax went from 0.14 to 0.45 ms)."""
+    above EXP_MAX. Two reasons not to call math.exp (libm's expf), both measured by
+    dev/exp/fast_exp.py: LLVM cannot vectorize a libm call, and results below EXP_MIN
+    are subnormal, each costing ~100 cycles (a 124M model's logits span more than 87)."""
     xc = min(max(x, EXP_MIN), EXP_MAX)
     n = np.rint(xc * LOG2E)
     r = xc - n * LN2_HI - n * LN2_LO
@@ -113,14 +112,12 @@ OB = 64  # output channels per block: their weight rows (196 KB at C = 768) stay
 
 @jit
 def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K):
-    # Measured on the 124M shapes, 2 cores (dev/matmul_prefill.py): tiles of 4 output
-    # channels x 4 positions, where each weight value loaded serves 4 positions and each
-    # input value 4 channels, and the worker's channels taken OB at a time, each block
-    # swept by every 4 positions (their inputs stay in L1 while the block's weights come
-    # from L2): 340 GFLOP/s at T = 64 and 512 on qkv and fc, against 170-210 for 2 x 4
-    # tiles that swept every position per pair (at T = 512 the inputs came from L3).
-    # Below 4 positions (decoding, T = 1) one dot product at a time reads the weights
-    # fastest, at ~94% of a plain read's bandwidth (dev/matvec_variants.py).
+    # Tiles of 4 output channels x 4 positions, where each weight value loaded serves 4
+    # positions and each input value 4 channels, and the worker's channels taken OB at
+    # a time, each block swept by every 4 positions (their inputs stay in L1 while the
+    # block's weights come from L2): about twice the rate of 2 x 4 tiles that swept
+    # every position per pair (dev/matmul/prefill.py). Below 4 positions (decoding,
+    # T = 1) one dot product at a time reads the weights fastest (dev/matmul/matvec.py).
     for w in prange(K):
         lo, hi = chunk(OC, K, w)
         if T < 4:
@@ -197,8 +194,8 @@ def _scores_by_keys(preatt, inp, B, T, C, NH, lo, hi, scale):
     tq, t2] = q . k * scale for t2 <= t. A dot product of hs = 64 values ends in a
     horizontal sum that costs more than its 4 vector FMAs; here each head's keys are
     copied transposed, once for all its queries, so that a query's scores are built as
-    hs sums over the keys, vectorized along the keys, none horizontal. At T = 512,
-    prefill's attention took 3.4x less time (dev/attention_prefill.py)."""
+    hs sums over the keys, vectorized along the keys, none horizontal
+    (dev/attention/prefill.py)."""
     Tq = preatt.shape[2]
     hs = C // NH
     keys = np.empty((hs, T), np.float32)  # one head's keys, transposed: this worker's scratch
@@ -304,7 +301,7 @@ def _attention_forward(out, preatt, att, inp, B, T, C, NH, K):
     # of a worker's heads, not once per head, so that decoding streams its share of each
     # row instead of fetching 256 bytes every 9 KB; and the inner loops run over 1-D
     # views of one head, which LLVM vectorizes (with the offsets in a 3-D index it did
-    # not: 6-8x slower, dev/attention_inner.py).
+    # not, dev/attention/inner.py).
     Tq = out.shape[1]
     hs = C // NH
     scale = np.float32(1.0 / math.sqrt(np.float32(hs)))
@@ -366,7 +363,7 @@ def gelu_forward(out, inp, N):
 @jit
 def _gelu_forward(out, inp, N, K):
     # 0.5 x (1 + tanh(u)) = x - x / (e^2u + 1): one fast_exp instead of libm's tanhf,
-    # which LLVM leaves scalar (prefill at T = 1024 spent 15% of its time there)
+    # which LLVM leaves scalar
     for w in prange(K):
         lo, hi = chunk(N, K, w)
         for j in range(hi - lo):
