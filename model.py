@@ -52,6 +52,10 @@ class Activations:
         self.flat = {name: zeros(math.prod(shape)) for name, shape in table}
         self.qkv = self.flat["qkv"].reshape(config.num_layers, B, maxT, 3 * config.channels)
 
+    def logits_of(self, probs):
+        """The logits from which gpt2_forward computed `probs` (the view it returned)."""
+        return self.flat["logits"][:probs.size].reshape(probs.shape)
+
     def shaped(self, B, Tq, T):
         views = {name: self.flat[name][:math.prod(shape)].reshape(shape)
                  for name, shape in activation_table(self.config, B, Tq, T) if name != "qkv"}
@@ -128,12 +132,18 @@ class Generator:
         self.sampler.start()
         cached = 0  # positions whose keys and values are in acts
         for t in range(len(tokens), n):
+            start = time.perf_counter()
             if self.recompute:
                 probs = gpt2_forward(self.kernels, self.params, config, self.acts, inputs, 1, t)
             else:
                 probs = gpt2_forward(self.kernels, self.params, config, self.acts, inputs, 1, t, cached, last_only=True)
                 cached = t
-            next_token = self.sampler.next_token(self.memory.to_host(probs[0, -1]), config.vocab_size)
+            # gpt.c's coin reads the probabilities; temperature, top-k and top-p the logits
+            logits = None if self.sampler.fixed_coin else self.memory.to_host(self.acts.logits_of(probs)[0, -1])
+            chosen = time.perf_counter()
+            next_token = self.sampler.next_token(self.memory.to_host(probs[0, -1]), logits, config.vocab_size)
+            if isinstance(self.kernels, ProfiledKernels):
+                self.kernels.add_step(time.perf_counter() - start, time.perf_counter() - chosen)
             inputs[0, t] = next_token
             yield next_token
 
@@ -144,12 +154,14 @@ def generate(kernels, checkpoint, tokens, n, recompute=False, sampler=None):
 
 
 class ProfiledKernels:
-    """A backend whose kernels also add up the time they take, per kernel (--profile).
-    A kernel's first call is counted apart: it loads (or compiles) its machine code."""
+    """A backend whose kernels also add up the time they take, per kernel (--profile),
+    and whose Generator reports each step's time and its sampler's. A kernel's first
+    call, and the first step, are counted apart: they load (or compile) machine code."""
 
     def __init__(self, kernels):
         self.kernels, self.first, self.rest, self.calls = kernels, {}, {}, {}
         self.memory = memory_of(kernels)
+        self.steps, self.step_seconds, self.sampler_seconds, self.rest_calls = 0, 0.0, 0.0, 0
 
     def __getattr__(self, name):
         kernel = getattr(self.kernels, name)
@@ -169,6 +181,16 @@ class ProfiledKernels:
 
         return timed
 
+    def add_step(self, seconds, sampler_seconds):
+        """A generation step took `seconds`, of which the sampler `sampler_seconds`; the
+        first step is the one that loads every kernel, and is left out."""
+        if self.steps == 0:
+            self.kernel_seconds_before, self.calls_before = sum(self.rest.values()), sum(self.calls.values())
+        else:
+            self.step_seconds += seconds
+            self.sampler_seconds += sampler_seconds
+        self.steps += 1
+
     def report(self):
         rest = sum(self.rest.values())
         lines = [f"{'kernel':<18}{'calls':>6}{'first ms':>10}{'rest ms':>10}{'rest %':>8}"]
@@ -179,4 +201,25 @@ class ProfiledKernels:
         lines.append(f"{'total':<18}{sum(self.calls.values()):>6}{1e3 * sum(self.first.values()):>10.1f}"
                      f"{1e3 * rest:>10.1f}{100.0:>8.1f}")
         lines.append("first: each kernel's first call, which loads its compiled code; rest: the others")
+        if self.steps > 1:
+            lines.extend(self.step_report())
         return "\n".join(lines)
+
+    def step_report(self):
+        """Where the steps after the first went: the kernels (and, inside them, the pool's
+        fork and join), the sampler, and the Python between."""
+        steps = self.steps - 1
+        kernels = sum(self.rest.values()) - self.kernel_seconds_before
+        calls = sum(self.calls.values()) - self.calls_before
+        python = self.step_seconds - kernels - self.sampler_seconds
+        per_step = lambda seconds: f"{1e3 * seconds / steps:8.3f} ms {100 * seconds / self.step_seconds:5.1f}%"  # noqa: E731
+        lines = [f"a step after the first, mean of {steps}: {1e3 * self.step_seconds / steps:.3f} ms",
+                 f"  kernels ({calls // steps} calls)     {per_step(kernels)}"]
+        fork_join = getattr(self.kernels, "fork_join_seconds", None)
+        if fork_join:  # an empty parallel region, timed now: what each kernel call pays to start and end
+            region = fork_join()
+            lines.append(f"    of which fork/join   {per_step(min(kernels, region * calls))}"
+                         f"  ({1e6 * region:.1f} us an empty parallel region, x {calls // steps})")
+        lines += [f"  sampler               {per_step(self.sampler_seconds)}",
+                  f"  Python between        {per_step(python)}"]
+        return lines

@@ -5,7 +5,7 @@ after an install starts as fast as any.
 numba caches a kernel per type signature, not per shape, so a small model read the way
 `gpt` reads any model (mapped, read-only) compiles exactly what a run of GPT-2 needs:
 float32, bfloat16 and int8 weights (quantized from either file version), the KV cache
-and --recompute.
+and --recompute, gpt.c's coin and the compiled draw of the sampling options.
 """
 
 import os
@@ -16,6 +16,7 @@ from . import backends
 from .checkpoint import GPT2Config, write_checkpoint
 from .model import Generator
 from .random_model import random_pieces
+from .sampler import Sampler
 
 SMALL = GPT2Config(max_seq_len=16, vocab_size=64, padded_vocab_size=128, num_layers=1, num_heads=2, channels=8)
 
@@ -30,6 +31,8 @@ def main():
                 checkpoint = backend.load_checkpoint(path, dtype)
                 for recompute in (False, True):
                     list(Generator(backend.kernels, checkpoint, 10, recompute).complete([1, 2]))
+        list(Generator(backend.kernels, checkpoint, 10, sampler=Sampler(0.8, 40, 0.95, 1)).complete([1, 2]))
+    backend.kernels.fork_join_seconds(rounds=1)  # gpt --profile's empty parallel region
     return 0
 
 

@@ -91,6 +91,11 @@ def pytest_terminal_summary(terminalreporter):
             line(f"gpt --stdin, 20 requests: {r['stdin 20']:.2f} s = "
                  f"{r['stdin 20'] / (20 * r['job parallel'] + start_up):.2f}x 20 generations + one start-up "
                  f"(target <= 1.1)")
+    for dtype in ("fp32", "int8"):
+        if f"decode+coin {dtype}" in r and f"decode+sampled {dtype}" in r:
+            coin, sampled = r[f"decode+coin {dtype}"], r[f"decode+sampled {dtype}"]
+            line(f"decode and choose, {dtype}: gpt.c's coin {1e3 * coin:.2f} ms, --temperature 0.8 --top-k 40 "
+                 f"--top-p 0.95 --seed 1 {1e3 * sampled:.2f} ms: sampling adds {100 * (sampled / coin - 1):+.1f}%")
     for T in (64, 256, 1024):
         if f"prefill@{T}" in r:
             others = "".join(f"; {dtype} {T / r[f'prefill@{T} {dtype}']:.0f}" for dtype in ("bf16", "int8")

@@ -1,5 +1,8 @@
 """The jobs a user runs, on the 124M shape, model load and JIT excluded (warm-up rounds)."""
 
+import statistics
+import time
+
 import numpy as np
 import pytest
 
@@ -8,6 +11,7 @@ from membw import read_bandwidth
 from gptpy.checkpoint import load_checkpoint
 from gptpy import backends
 from gptpy.model import Activations, generate, gpt2_forward
+from gptpy.sampler import Sampler
 
 PROMPT = [31373, 612]  # "hello there", the gpt.c job: 2 tokens in, 8 out
 
@@ -48,6 +52,34 @@ def test_decode(benchmark, record, model_124M, context, dtype):
     RESULTS[f"bandwidth beside {name}"] = (before + read_bandwidth(rounds=3)) / 2
     benchmark.extra_info["GB/s beside"] = round(RESULTS[f"bandwidth beside {name}"] / 1e9, 1)
     record(name)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "int8"])
+def test_decode_and_choose(benchmark, model_124M, dtype):
+    """A decode step at context 16 and the choice of its token, as gpt makes them, with
+    gpt.c's fixed coin and with `--temperature 0.8 --top-k 40 --top-p 0.95 --seed 1`,
+    one after the other in each round (the host's bandwidth moves between rounds): the
+    benchmark times the pair, and the summary compares the medians of each."""
+    model = load_checkpoint(model_124M.path, dtype)
+    config, kernels = model.config, backends.load("parallel").kernels
+    acts = Activations(config, 1, 17)
+    inputs = np.arange(17, dtype=np.int32).reshape(1, -1) % config.vocab_size
+    gpt2_forward(kernels, model.params, config, acts, inputs, 1, 16, last_only=True)  # the cache
+    samplers = {"coin": Sampler(), "sampled": Sampler(0.8, 40, 0.95, 1)}
+    seconds = {name: [] for name in samplers}
+
+    def pair():
+        for name, sampler in samplers.items():
+            start = time.perf_counter()
+            probs = gpt2_forward(kernels, model.params, config, acts, inputs, 1, 17, 16, True)
+            logits = None if sampler.fixed_coin else acts.logits_of(probs)[0, -1]
+            sampler.next_token(probs[0, -1], logits, config.vocab_size)
+            seconds[name].append(time.perf_counter() - start)
+
+    benchmark.group = "decode and choose the token: ms per pair (coin, then sampled)"
+    benchmark.pedantic(pair, rounds=40, warmup_rounds=3)
+    for name, times in seconds.items():
+        RESULTS[f"decode+{name} {dtype}"] = statistics.median(times[3:])
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "bf16", "int8"])

@@ -16,6 +16,7 @@ Another: exponentials go through fast_exp, not math.exp (see there).
 """
 
 import math
+import time
 
 import numpy as np
 from numba import get_num_threads, njit, prange
@@ -48,6 +49,26 @@ def fast_exp(x):
     p = p * r + np.float32(5.0000001201e-1)
     two_n = _as_float32(np.uint32(np.int32(n) + np.int32(127)) << np.uint32(23))
     return np.float32(0.0) if x < EXP_MIN else (p * (r * r) + r + np.float32(1.0)) * two_n
+
+
+@jit
+def _empty_region(out, K):
+    for w in prange(K):
+        out[w] = w
+
+
+def fork_join_seconds(rounds=200):
+    """The median time of a parallel region that does (almost) nothing: what the pool's
+    fork and join cost each kernel call (gpt --profile)."""
+    K = get_num_threads()
+    out = np.zeros(K, np.int64)
+    _empty_region(out, K)
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        _empty_region(out, K)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 @njit(cache=True)

@@ -75,6 +75,18 @@ def test_profile_names_every_kernel_on_stderr(gpt, make_model):
     assert sorted(kernel_lines) == sorted(KERNELS) and "total" in result.stderr
 
 
+@pytest.mark.parametrize("options", [[], ["--temperature", "0.8", "--top-k", "40", "--seed", "1"], ["--backend", "serial"]])
+def test_profile_splits_a_step_into_kernels_fork_join_sampler_and_python(gpt, make_model, options):
+    result = gpt("--model", make_model(), "--profile", *options, "1", "2")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    step = next(i for i, line in enumerate(lines) if line.startswith("a step after the first, mean of 7:"))
+    parts = {line.split("(")[0].split()[0]: line for line in lines[step + 1:-1]}
+    assert {"kernels", "sampler", "Python"} <= set(parts) and ("of" in parts) == (options[:2] != ["--backend", "serial"])
+    share = lambda name: float(parts[name].split("%")[0].split()[-1])  # noqa: E731
+    assert abs(share("kernels") + share("sampler") + share("Python") - 100) < 0.5
+
+
 @pytest.mark.parametrize("K", POOL_SIZES)
 def test_threads_k_is_the_pool_the_kernels_run_on(gpt, make_model, K):
     """--threads K observed from inside: numba's own count of the pool in use at the end."""

@@ -88,7 +88,7 @@ def chi_square_99_9999(dof):
 @pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.8, 0, 0.9), (1.5, 10, 1.0)])
 def test_seeded_draws_follow_the_distribution(temperature, top_k, top_p):
     """100,000 draws with fixed seeds (deterministic) against the expected counts."""
-    logits = np.random.default_rng(7).standard_normal(30) * 2
+    logits = (np.random.default_rng(7).standard_normal(30) * 2).astype(np.float32)
     probabilities = softmax32(logits)
     expected = reshape(probabilities, temperature, top_k, top_p)
     counts = np.zeros(30)
@@ -96,7 +96,7 @@ def test_seeded_draws_follow_the_distribution(temperature, top_k, top_p):
         sampler = Sampler(temperature, top_k, top_p, seed)
         sampler.start()
         for _ in range(2000):
-            counts[sampler.next_token(probabilities, 30)] += 1
+            counts[sampler.next_token(probabilities, logits, 30)] += 1
     assert counts[expected == 0].sum() == 0  # filtered tokens are never drawn
     live = expected > 0
     e = expected[live] * counts.sum()
@@ -105,20 +105,21 @@ def test_seeded_draws_follow_the_distribution(temperature, top_k, top_p):
 
 
 def test_a_seed_repeats_and_start_rewinds():
-    probabilities = softmax32(np.random.default_rng(0).standard_normal(50))
+    logits = np.random.default_rng(0).standard_normal(50).astype(np.float32)
+    probabilities = softmax32(logits)
     a, b = Sampler(top_p=0.9, seed=5), Sampler(top_p=0.9, seed=5)
     a.start(), b.start()
-    first = [a.next_token(probabilities, 50) for _ in range(30)]
-    assert first == [b.next_token(probabilities, 50) for _ in range(30)]
+    first = [a.next_token(probabilities, logits, 50) for _ in range(30)]
+    assert first == [b.next_token(probabilities, logits, 50) for _ in range(30)]
     a.start()  # each completion draws as a process of its own would
-    assert [a.next_token(probabilities, 50) for _ in range(30)] == first
+    assert [a.next_token(probabilities, logits, 50) for _ in range(30)] == first
     assert len(set(first)) > 3
 
 
 def test_temperature_zero_is_the_argmax_and_no_option_is_gpt_c():
     probabilities = np.array([0.3, 0.25, 0.45, 0.0], np.float32)
-    assert Sampler(temperature=0).next_token(probabilities, 3) == 2
-    assert Sampler().next_token(probabilities, 3) == sample_mult(probabilities, 3, 0.5) == 1
+    assert Sampler(temperature=0).next_token(probabilities, None, 3) == 2
+    assert Sampler().next_token(probabilities, None, 3) == sample_mult(probabilities, 3, 0.5) == 1
 
 
 # ----------------------------------------------------------------------------
@@ -155,3 +156,37 @@ def test_without_a_seed_each_run_draws_anew(gpt, make_model):
 def test_bad_sampling_options(gpt, make_model, option, value, message):
     result = gpt("--model", make_model(), option, value, "1")
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [
+    (1.0, 0, 1.0), (0.8, 40, 0.95), (0.7, 0, 1.0), (1.0, 5, 1.0), (1.0, 0, 0.8), (2.0, 1, 1.0),
+    (1.0, 0, 1e-9), (1.5, 3, 0.3), (1.0, 100000, 0.99), (20.0, 0, 0.95), (20.0, 1000, 1.0), (1e-30, 0, 0.9)])
+@pytest.mark.parametrize("n", [101, 50257])
+def test_the_compiled_draw_is_reshapes_distribution(temperature, top_k, top_p, n):
+    """For 400 uniform numbers r, the token the compiled draw gives is the one reshape's
+    CDF gives (r within 2e-6 of a step of the CDF is left out: float32 against float64).
+    Logits with ties, and temperatures that flatten the distribution until the
+    candidates must grow to the whole vocabulary."""
+    from gptpy.sampler import _draw
+    logits = (np.random.default_rng(n).standard_normal(n) * 3).astype(np.float32)
+    logits[20:24] = logits[7]  # ties: the lower id first
+    cdf = np.cumsum(reshape(softmax32(logits), temperature, top_k, top_p))
+    scratch = np.empty(n, np.float32), np.empty(4096, np.float32), np.empty(4096, np.float32), np.empty(4096, np.int64)
+    checked = 0
+    for r in np.random.default_rng(1).random(400):
+        if np.abs(cdf - r).min() < 2e-6:
+            continue
+        expected = min(int(np.searchsorted(cdf, r, side="right")), n - 1)
+        assert _draw(logits, n, temperature, top_k, top_p, r, *scratch) == expected, r
+        checked += 1
+    assert checked > 300
+
+
+def test_a_temperature_too_small_to_compute_with_is_the_argmax(gpt, make_model):
+    """1e-310 passes the range check; its reshaping underflows, and the draw takes the
+    most probable token, as temperature 0 does: no warning, no NaN distribution."""
+    model = make_model(seed=1, hesitant=True)
+    greedy = gpt("--model", model, "--temperature", "0", "5", "6")
+    for options in (["--temperature", "1e-310"], ["--temperature", "1e-310", "--top-k", "3", "--top-p", "0.5"]):
+        tiny = gpt("--model", model, *options, "5", "6")
+        assert tiny.returncode == 0 and tiny.stderr == "" and tiny.stdout == greedy.stdout, tiny.stderr
