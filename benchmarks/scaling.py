@@ -11,8 +11,9 @@ workloads, like for like:
 Each K runs in its own process: numba fixes its pool's maximum size at import
 (NUMBA_NUM_THREADS), so the oversubscribed point needs a fresh interpreter. Prints a
 table, checks that every K printed the same tokens as serial, and plots speed-up vs K.
-Each K also measures the memory read bandwidth its workers get: what decode, and the
-recompute job's short steps, scale with.
+Each K also measures the memory read bandwidth its workers get (what decode, and the
+recompute job's short steps, scale with) and the cores' float32 FMA throughput with K
+workers (benchmarks/fma.py: the ceiling of compute-bound scaling), beside the speed-ups.
 
     python benchmarks/scaling.py [--model random_124M.bin] [--threads 1,2,4] [--plot scaling.png]
 """
@@ -48,6 +49,7 @@ def worker(backend, threads, model_path, prompt, rounds, dtype=None):
     from gptpy import backends
     from gptpy.checkpoint import load_checkpoint, num_parameters
     from gptpy.model import Activations, generate, gpt2_forward
+    from fma import fma_rate
     from membw import read_bandwidth
 
     kernels = backends.load(backend, threads).kernels
@@ -70,6 +72,8 @@ def worker(backend, threads, model_path, prompt, rounds, dtype=None):
     gpt2_forward(kernels, params, config, acts, inputs, 1, ctx, 0, True)  # the cache
     step = lambda: gpt2_forward(kernels, params, config, acts, inputs, 1, ctx + 1, ctx, True)
     result["decode"] = median_seconds(step, 5 * rounds)
+    if backend == "parallel":  # the cores' own FMA throughput with K workers: the ceiling of compute-bound scaling
+        result["fma"] = fma_rate(threads, seconds=0.05 * rounds)
     return result
 
 
@@ -101,11 +105,13 @@ def scaling(model_path, thread_counts, prompt, rounds, plot=None, log=print, dty
 def table(results, thread_counts):
     base, serial = results[thread_counts[0]], results["serial"]
     cores = os.cpu_count()
-    lines = [f"{'K':>6} " + "".join(f"| {w + ' ms':>13} {'vs K=1':>7} {'vs serial':>9} " for w in WORKLOADS) + "|   read bandwidth"]
+    lines = [f"{'K':>6} " + "".join(f"| {w + ' ms':>13} {'vs K=1':>7} {'vs serial':>9} " for w in WORKLOADS)
+             + "|   read bandwidth | FMA GFLOP/s  vs K=1"]
     for K in thread_counts:
         r = results[K]
         cells = "".join(f"| {1e3 * r[w]:>13.1f} {base[w] / r[w]:>6.2f}x {serial[w] / r[w]:>8.1f}x " for w in WORKLOADS)
-        lines.append(f"{K:>6} {cells}| {r['bandwidth'] / 1e9:>6.1f} GB/s" + ("  (oversubscribed)" if K > cores else ""))
+        lines.append(f"{K:>6} {cells}| {r['bandwidth'] / 1e9:>6.1f} GB/s      | {r['fma'] / 1e9:>11.0f} "
+                     f"{r['fma'] / base['fma']:>5.2f}x" + ("  (oversubscribed)" if K > cores else ""))
     lines.append("serial " + "".join(f"| {1e3 * serial[w]:>13.1f} {'':>17} " for w in WORKLOADS))
     same = all(results[K]["tokens"] == serial["tokens"] for K in thread_counts)
     lines.append(f"tokens: {'identical for every K and serial, with and without the KV cache' if same else 'DIFFER'}")

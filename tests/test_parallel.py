@@ -61,8 +61,8 @@ def test_scaling_machinery_in_small(make_model, tmp_path):
                               rounds=1, plot=plot, log=lines.append)
     for K in POOL_SIZES:
         assert results[K]["tokens"] == results["serial"]["tokens"]
-        assert all(results[K][w] > 0 for w in scaling.WORKLOADS)
-    assert "tokens: identical for every K" in lines[-2]
+        assert all(results[K][w] > 0 for w in scaling.WORKLOADS) and results[K]["fma"] > 0
+    assert "tokens: identical for every K" in lines[-2] and "FMA GFLOP/s  vs K=1" in lines[-2]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["scaling.png"]
 
