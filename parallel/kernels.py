@@ -21,7 +21,8 @@ import time
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-from ..weights import _as_float32, weight_at
+from ..dtypes import QBLOCK
+from ..weights import _as_float32, dot_int8_int16, weight_at
 
 jit = njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
 GELU_SCALING_FACTOR = np.float32(math.sqrt(2.0 / math.pi))
@@ -124,8 +125,15 @@ def _layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C, K):
 
 def matmul_forward(out, inp, weight, bias, B, T, C, OC):
     """serial.matmul_forward; workers split the OC output channels, so each reads only
-    its share of the weight."""
-    _matmul_forward(out, inp, weight, bias, B, T, C, OC, get_num_threads())
+    its share of the weight. Decoding (T < 4) with int8 weights whose rows are whole
+    blocks rounds the inputs to int16 first (a scale per position) and multiplies in
+    integers (_matvec_int8): the results move by at most ~2e-5 of the largest input
+    times the row's absolute sum, far below the int8 weights' own rounding."""
+    if isinstance(weight, tuple) and T < 4 and C % QBLOCK == 0:
+        _matvec_int8(out, inp, weight[0], weight[1], bias, np.empty((B, T, C), np.int16), B, T, C, OC,
+                     get_num_threads())
+    else:
+        _matmul_forward(out, inp, weight, bias, B, T, C, OC, get_num_threads())
 
 
 OB = 64  # output channels per block: their weight rows (196 KB at C = 768) stay in L2
@@ -193,6 +201,54 @@ def _tile_4x4(out, inp, weight, bias, b, o, t, C):
         out[b, t + 1, o + j] = c1 + bj
         out[b, t + 2, o + j] = c2 + bj
         out[b, t + 3, o + j] = c3 + bj
+
+
+INT16_MAX = np.float32(32767.0)
+
+
+EXPONENT_BITS = np.uint32(0x7F800000)  # all ones: inf or NaN
+
+
+@njit(cache=True, fastmath=True, error_model="numpy")
+def _int16_scale(x):
+    """The scale that rounds the row x to int16 (max |x| / 32767; 1 for a row of zeros),
+    or -1 if x holds an inf or a NaN. Their test is on the bits: fastmath assumes
+    neither exists, and would fold a float test away."""
+    bits = x.view(np.uint32)
+    for i in range(x.shape[0]):
+        if bits[i] & EXPONENT_BITS == EXPONENT_BITS:
+            return np.float32(-1.0)
+    largest = np.float32(0.0)
+    for i in range(x.shape[0]):
+        largest = max(largest, abs(x[i]))
+    return largest / INT16_MAX if largest > 0 else np.float32(1.0)
+
+
+@jit
+def _matvec_int8(out, inp, q, scales, bias, xq, B, T, C, OC, K):
+    """out (B,T,OC) = inp @ dequantized (q, scales).T + bias, for a few positions: each
+    input row rounded to int16 with the scale max|row| / 32767 (into xq), then each
+    output a dot_int8_int16 of a weight row, times that scale. A row with an inf or a
+    NaN takes the float32 path (rounding would hide them)."""
+    row_scale = np.empty((B, T), np.float32)
+    for b in range(B):
+        for t in range(T):
+            s = _int16_scale(inp[b, t])
+            row_scale[b, t] = s
+            for i in range(C):
+                xq[b, t, i] = np.int16(np.rint(inp[b, t, i] / s)) if s > 0 else np.int16(0)
+    blocks = C // QBLOCK
+    for w in prange(K):
+        lo, hi = chunk(OC, K, w)
+        for b in range(B):
+            for t in range(T):
+                if row_scale[b, t] < 0:  # an inf or a NaN: as the float32 path computes it
+                    for o in range(lo, hi):
+                        _dot_rows(out, inp, (q, scales), bias, b, o, t, t + 1, C)
+                    continue
+                for o in range(lo, hi):
+                    b0 = np.float32(0.0) if bias is None else bias[o]
+                    out[b, t, o] = dot_int8_int16(q[o], xq[b, t], scales[o], blocks) * row_scale[b, t] + b0
 
 
 @njit(cache=True, fastmath=True, error_model="numpy", inline="always")

@@ -1,5 +1,6 @@
 """`gpt` as a user runs it: a subprocess, its stdout, stderr and exit code."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -151,15 +152,16 @@ def test_the_install_warm_up_compiles_what_any_run_needs(gpt, make_model, tmp_pa
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_DEBUG_CACHE": "1"}
     warm = subprocess.run([sys.executable, "-m", "gptpy.warmup"], env=env, capture_output=True, text=True)
     assert warm.returncode == 0 and "data saved" in warm.stdout, warm.stderr
-    for version in (1, 3, 5):
-        model = make_model(version=version, confident=True)
+    blocks = dataclasses.replace(SMALL, channels=64, num_heads=2)  # int8 decoding's int16 x int8 matvec
+    for version, config in ((1, SMALL), (3, SMALL), (5, SMALL), (3, blocks)):
+        model = make_model(config, version=version, confident=True)
         for options, stdin in (([], None), (["--recompute"], None), (["--stdin"], "3 4\n5\n"),
                                (["--dtype", "int8"], None), (["--dtype", "bf16"], None),
                                (["--temperature", "0.8", "--top-k", "40", "--top-p", "0.95", "--seed", "1"], None),
                                (["--top-k", "3"], None), (["--temperature", "2"], None)):
             run = gpt("--model", model, *options, *([] if stdin else ["3", "4"]), env=env, input=stdin)
-            assert run.returncode == 0 and "data loaded" in run.stdout, (version, options, run.stderr)
-            assert "data saved" not in run.stdout, (version, options)
+            assert run.returncode == 0 and "data loaded" in run.stdout, (version, config, options, run.stderr)
+            assert "data saved" not in run.stdout, (version, config, options)
     # chat reads its gpt's stdout, which NUMBA_DEBUG_CACHE would fill: the cache's files tell
     before = cache_files(tmp_path)
     chat = subprocess.run([*command("gpt-chat"), "--model", str(make_model(VOCAB_50257, confident=True)),

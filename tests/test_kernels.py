@@ -236,8 +236,39 @@ def test_quantize_int8_goes_by_chunks_of_rows_and_says_each(monkeypatch):
     np.testing.assert_array_equal(scales, whole[1])
 
 
+def int16_rounded(x):
+    """Each row of x (..., C) as the parallel int8 matvec rounds it: to a multiple of
+    max |row| / 32767, nearest (ties to even)."""
+    scale = np.abs(x).max(axis=-1, keepdims=True) / np.float32(32767)
+    scale = np.where(scale > 0, scale, np.float32(1)).astype(np.float32)
+    return (np.rint(x / scale) * scale).astype(np.float64)
+
+
+@pytest.mark.parametrize("C,T", [(768, 1), (3072, 1), (64, 3)])
+def test_decodings_int8_matvec_moves_the_results_by_the_int16_rounding_only(C, T):
+    """Against the exact product of the dequantized weights with the unrounded inputs:
+    within 3e-5 of max |input| x the weight row's absolute sum (the rounding's bound is
+    1.5e-5), and a row with an inf or a NaN as the float32 path has it."""
+    kernels = backends.load("parallel").kernels
+    rng = np.random.default_rng(C)
+    OC = 2 * C + 3
+    q, scales = quantize_int8(rand(rng, OC, C))
+    values = dequantize(q, scales).astype(np.float64)
+    inp = rand(rng, 1, T, C, scale=3.0)
+    out = np.full((1, T, OC), np.nan, dtype=np.float32)
+    kernels.matmul_forward(out, inp, (q, scales), None, 1, T, C, OC)
+    exact = inp[0].astype(np.float64) @ values.T
+    bound = 3e-5 * np.abs(inp[0]).max(axis=-1, keepdims=True) * np.abs(values).sum(axis=1) + 1e-5 * np.abs(exact)
+    assert (np.abs(out[0] - exact) <= bound).all()
+    assert (out[0] != exact.astype(np.float32)).any()  # it did round: this is the int16 path
+    inp[0, -1, 5] = np.nan
+    kernels.matmul_forward(out, inp, (q, scales), None, 1, T, C, OC)
+    assert np.isnan(out[0, -1]).all() and np.isfinite(out[0, :-1]).all()
+
+
 @pytest.mark.parametrize("backend", ["serial", "parallel"])
-@pytest.mark.parametrize("B,T,C,NH", SHAPES + [(1, 9, 36, 3), (1, 66, 40, 1), (1, 5, 96, 1)])
+@pytest.mark.parametrize("B,T,C,NH", SHAPES + [(1, 9, 36, 3), (1, 66, 40, 1), (1, 5, 96, 1), (1, 1, 768, 12),
+                                              (2, 3, 64, 2), (1, 1, 32, 1)])
 def test_int8_weights_compute_with_their_dequantized_values(backend, B, T, C, NH):
     kernels = backends.load(backend).kernels
     rng = np.random.default_rng(11)
@@ -247,6 +278,8 @@ def test_int8_weights_compute_with_their_dequantized_values(backend, B, T, C, NH
     inp, bias = rand(rng, B, T, C), rand(rng, OC)
     out = np.full((B, T, OC), np.nan, dtype=np.float32)
     kernels.matmul_forward(out, inp, (q, scales), bias, B, T, C, OC)
+    if backend == "parallel" and T < 4 and C % QBLOCK == 0:  # decoding: inputs rounded to int16 first
+        inp = int16_rounded(inp)
     expected = inp.astype(np.float64) @ values.T.astype(np.float64) + bias
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(C))
     tokens = rng.integers(0, OC, (B, T)).astype(np.int32)

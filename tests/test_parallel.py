@@ -1,6 +1,7 @@
 """The parallel backend as the scaling test sees it, minus the timings (which flake on
 shared machines): the static work split, and identical tokens for every pool size."""
 
+import dataclasses
 import os
 import sys
 
@@ -38,9 +39,14 @@ def test_every_pool_size_prints_the_reference_tokens(gpt, make_model, prompt):
             assert list(map(int, result.stdout.split())) == expected, (K, mode)
 
 
+# channels in whole int8 blocks: decoding takes the int16 x int8 matvec (parallel.kernels._matvec_int8)
+BLOCKS = dataclasses.replace(SMALL, channels=64, num_heads=2)
+
+
+@pytest.mark.parametrize("config", [SMALL, BLOCKS], ids=["C=36", "C=64"])
 @pytest.mark.parametrize("dtype", ["bf16", "int8"])
-def test_every_pool_size_prints_the_serial_backends_tokens_in_every_dtype(gpt, make_model, dtype):
-    path = make_model(seed=2, confident=True)
+def test_every_pool_size_prints_the_serial_backends_tokens_in_every_dtype(gpt, make_model, dtype, config):
+    path = make_model(config, seed=2, confident=True)
     prompt = [5, 100, 0, 42]
     expected = gpt("--model", path, "--backend", "serial", "--dtype", dtype, *prompt)
     assert expected.returncode == 0 and len(expected.stdout.split()) == 6, expected.stderr
