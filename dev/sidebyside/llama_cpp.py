@@ -5,11 +5,19 @@ head tied to wte, as llm.c has it), quantizes it to f16 and q8_0 with llama-quan
 then measures, one after the other and twice over (gpt.py, llama-bench, gpt.py):
 llama-bench's tg128 (128 tokens decoded from an empty context: contexts 0..127) and
 pp64 / pp512 (prefill), and gpt.py's decode at context 64 and prefill at T = 64 / 512,
-medians of rounds, for fp32, bf16 and int8. llama.cpp is built outside this project
-(never part of it): a checkout's `cmake -B build -DGGML_NATIVE=ON && cmake --build build
---target llama-bench llama-quantize`; its gguf-py is what writes the file.
+medians of rounds, for fp32, bf16 and int8 (and llama.cpp's q4_0, for reference).
+llama.cpp is built outside this project (never part of it), from a checkout:
+
+    cmake -B build -DGGML_NATIVE=ON -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF
+    cmake -B build-avx2 -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
+          -DGGML_F16C=ON -DGGML_AVX512=OFF -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF
+    cmake --build BUILD --target llama-bench llama-quantize
+
+Both ways on one host: natively, and AVX2 only (numba told the same):
 
     python dev/sidebyside/llama_cpp.py --llama /path/to/llama.cpp [--model M] [--threads K]
+    NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES="" \
+        python dev/sidebyside/llama_cpp.py --llama /path/to/llama.cpp --build build-avx2
 """
 import hashlib
 import importlib.util
@@ -27,6 +35,7 @@ import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(_
 import devargs
 
 args = devargs.parse(__doc__, [("--llama", dict(required=True, help="a llama.cpp checkout, built")),
+                               ("--build", dict(default="build", help="its build folder (default: build)")),
                                ("--out", dict(default="/tmp/gptpy_gguf", help="where the .gguf files go")),
                                ("--rounds", dict(type=int, default=5))])
 sys.path.insert(0, os.path.join(args.llama, "gguf-py"))
@@ -35,7 +44,7 @@ import gguf  # noqa: E402  (llama.cpp's own writer)
 from gptpy import checkpoint, model  # noqa: E402
 from gptpy.chat import GPT2_BPE_FILES  # noqa: E402
 
-BIN = os.path.join(args.llama, "build", "bin")
+BIN = os.path.join(args.llama, args.build, "bin")
 os.makedirs(args.out, exist_ok=True)
 
 
@@ -93,7 +102,7 @@ def write_gguf(ck, path):
 files = {"f32": os.path.join(args.out, "gpt2-f32.gguf")}
 if not os.path.exists(files["f32"]):
     write_gguf(checkpoint.load_checkpoint(args.model, "fp32"), files["f32"])
-for kind in ("f16", "q8_0"):
+for kind in ("f16", "q8_0", "q4_0"):
     files[kind] = os.path.join(args.out, f"gpt2-{kind}.gguf")
     if not os.path.exists(files[kind]):
         subprocess.run([os.path.join(BIN, "llama-quantize"), files["f32"], files[kind], kind.upper()],
@@ -130,11 +139,13 @@ def theirs():
     result = {}
     for kind, path in files.items():
         done = subprocess.run([os.path.join(BIN, "llama-bench"), "-m", path, "-t", str(args.threads),
-                               "-p", "64,512", "-n", "128", "-r", str(args.rounds), "-o", "json"],
+                               "-p", "0" if kind == "q4_0" else "64,512", "-n", "128", "-r", str(args.rounds), "-o", "json"],
                               check=True, capture_output=True, text=True)
         for test in json.loads(done.stdout):
             if test["n_gen"]:
                 result[f"decode {kind}"] = 1e3 / test["avg_ts"]
+            elif kind == "q4_0":
+                continue
             else:
                 result[f"pp{test['n_prompt']} {kind}"] = test["avg_ts"]
     return result
@@ -148,6 +159,7 @@ print(f"{'':8}{'decode ms/token':>20}{'prefill T=64 tok/s':>22}{'prefill T=512 t
 for name, r, kinds in (("gpt.py", mine, ("fp32", "bf16", "int8")), ("llama.cpp", other, ("f32", "f16", "q8_0"))):
     for kind in kinds:
         print(f"{name + ' ' + kind:16}{r[f'decode {kind}']:12.2f}{r[f'pp64 {kind}']:22.0f}{r[f'pp512 {kind}']:22.0f}")
+print(f"{'llama.cpp q4_0':16}{other['decode q4_0']:12.2f}")
 for a, b in (("int8", "q8_0"), ("bf16", "f16"), ("fp32", "f32")):
     print(f"gpt.py {a} vs llama.cpp {b}: decode {other[f'decode {b}'] / mine[f'decode {a}']:.2f}x as fast, "
           f"prefill 64 {mine[f'pp64 {a}'] / other[f'pp64 {b}']:.2f}x, 512 {mine[f'pp512 {a}'] / other[f'pp512 {b}']:.2f}x")
