@@ -139,14 +139,38 @@ def matmul_forward(out, inp, weight, bias, B, T, C, OC):
 OB = 64  # output channels per block: their weight rows (196 KB at C = 768) stay in L2
 
 
+def _target_has_32_vector_registers():
+    """Whether numba compiles for AVX-512 (32 vector registers; AVX2 has 16): its target
+    CPU's features, or, where NUMBA_CPU_NAME names a CPU with no features given, the name."""
+    try:
+        from numba.core.registry import cpu_target
+        codegen = cpu_target.target_context.codegen()
+        name, features = codegen._get_host_cpu_name(), codegen._get_host_cpu_features()
+    except (ImportError, AttributeError):  # another numba: keep the AVX-512 tiles
+        return True
+    if features:
+        return "+avx512f" in features.split(",")
+    return name in AVX512_CPUS
+
+
+AVX512_CPUS = {"skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client", "icelake-server",
+               "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids", "znver4", "znver5",
+               "x86-64-v4"}
+# Prefill's tile: 4 x 4 keeps 16 accumulators and 8 operands in registers where there
+# are 32 of them; with 16 (AVX2) they spill, and 2 channels x 4 positions is faster
+# (dev/matmul/prefill.py, on both kinds of code)
+TILE_CHANNELS = 4 if _target_has_32_vector_registers() else 2
+
+
 @jit
-def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K):
-    # Tiles of 4 output channels x 4 positions, where each weight value loaded serves 4
-    # positions and each input value 4 channels, and the worker's channels taken OB at
-    # a time, each block swept by every 4 positions (their inputs stay in L1 while the
-    # block's weights come from L2): about twice the rate of 2 x 4 tiles that swept
-    # every position per pair (dev/matmul/prefill.py). Below 4 positions (decoding,
-    # T = 1) one dot product at a time reads the weights fastest (dev/matmul/matvec.py).
+def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K, CH=TILE_CHANNELS):
+    # Tiles of CH output channels x 4 positions (_tile_4x4, _tile_2x4), where each weight
+    # value loaded serves 4 positions and each input value CH channels, and the worker's
+    # channels taken OB at a time, each block swept by every 4 positions (their inputs
+    # stay in L1 while the block's weights come from L2): about twice the rate of tiles
+    # that swept every position per pair of channels (dev/matmul/prefill.py). Below 4
+    # positions (decoding, T = 1) one dot product at a time reads the weights fastest
+    # (dev/matmul/matvec.py).
     for w in prange(K):
         lo, hi = chunk(OC, K, w)
         if T < 4:
@@ -154,19 +178,45 @@ def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K):
                 for o in range(lo, hi):
                     _dot_rows(out, inp, weight, bias, b, o, 0, T, C)
             continue
-        quads_end = lo + (hi - lo) // 4 * 4
+        tiles_end = lo + (hi - lo) // CH * CH
         T4 = T // 4 * 4
         for b in range(B):
-            for ob in range(lo, quads_end, OB):
-                oe = min(ob + OB, quads_end)
+            for ob in range(lo, tiles_end, OB):
+                oe = min(ob + OB, tiles_end)
                 for t in range(0, T4, 4):
-                    for o in range(ob, oe, 4):
-                        _tile_4x4(out, inp, weight, bias, b, o, t, C)
+                    for o in range(ob, oe, CH):
+                        if CH == 4:
+                            _tile_4x4(out, inp, weight, bias, b, o, t, C)
+                        else:
+                            _tile_2x4(out, inp, weight, bias, b, o, t, C)
                 # the block's last T % 4 positions, while its rows are in L2
                 for o in range(ob, oe):
                     _dot_rows(out, inp, weight, bias, b, o, T4, T, C)
-            for o in range(quads_end, hi):  # the last (hi - lo) % 4 channels: every position
+            for o in range(tiles_end, hi):  # the last (hi - lo) % CH channels: every position
                 _dot_rows(out, inp, weight, bias, b, o, 0, T, C)
+
+
+@njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+def _tile_2x4(out, inp, weight, bias, b, o, t, C):
+    """out[b, t:t+4, o:o+2]: 8 dot products in 8 accumulators, one pass over C."""
+    a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = np.float32(0.0)
+    for i in range(C):
+        w0, w1 = weight_at(weight, o, i), weight_at(weight, o + 1, i)
+        x0, x1, x2, x3 = inp[b, t, i], inp[b, t + 1, i], inp[b, t + 2, i], inp[b, t + 3, i]
+        a00 += x0 * w0
+        a01 += x1 * w0
+        a02 += x2 * w0
+        a03 += x3 * w0
+        a10 += x0 * w1
+        a11 += x1 * w1
+        a12 += x2 * w1
+        a13 += x3 * w1
+    for j, (c0, c1, c2, c3) in enumerate(((a00, a01, a02, a03), (a10, a11, a12, a13))):
+        bj = np.float32(0.0) if bias is None else bias[o + j]
+        out[b, t, o + j] = c0 + bj
+        out[b, t + 1, o + j] = c1 + bj
+        out[b, t + 2, o + j] = c2 + bj
+        out[b, t + 3, o + j] = c3 + bj
 
 
 @njit(cache=True, fastmath=True, error_model="numpy", inline="always")

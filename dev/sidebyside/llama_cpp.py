@@ -93,6 +93,9 @@ def write_gguf(ck, path):
             w.add_tensor(f"blk.{l}.{theirs}", p[ours][l])  # llm.c's (OC, C) is ggml's {C, OC}
     w.add_tensor("output_norm.weight", p["lnfw"])
     w.add_tensor("output_norm.bias", p["lnfb"])
+    # the LM head, tied to wte as in llm.c: written out too, since llama.cpp builds before
+    # tied GPT-2 heads were supported need it (the same bytes are read per token)
+    w.add_tensor("output.weight", p["wte"][:c.vocab_size])
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
