@@ -14,8 +14,7 @@ from numba import njit, prange
 
 import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
-from gptpy.parallel.kernels import _tile_4x4, chunk
-from gptpy.weights import weight_at
+from gptpy.parallel.kernels import _tile_2x4, _tile_4x4, chunk
 
 args = devargs.parse(__doc__)
 K = args.threads
@@ -24,32 +23,15 @@ jit = njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
 
 @jit
 def blocked_2x4(out, inp, weight, bias, B, T, C, OC, K, OB):
+    """Blocks of OB channels, then every 4 positions, then the block's pairs: the 2 x 4
+    tile (_tile_2x4, the one AVX2 code now uses)."""
     for w in prange(K):
         lo, hi = chunk(OC, K, w)
-        T4 = T // 4 * 4
         for b in range(B):
             for ob in range(lo, hi, OB):
-                oe = min(ob + OB, hi)
-                for t in range(0, T4, 4):
-                    for o in range(ob, oe - 1, 2):
-                        a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = np.float32(0.0)
-                        for i in range(C):
-                            w0, w1 = weight_at(weight, o, i), weight_at(weight, o + 1, i)
-                            x0, x1, x2, x3 = inp[b, t, i], inp[b, t + 1, i], inp[b, t + 2, i], inp[b, t + 3, i]
-                            a00 += x0 * w0
-                            a01 += x1 * w0
-                            a02 += x2 * w0
-                            a03 += x3 * w0
-                            a10 += x0 * w1
-                            a11 += x1 * w1
-                            a12 += x2 * w1
-                            a13 += x3 * w1
-                        b0 = np.float32(0.0) if bias is None else bias[o]
-                        b1 = np.float32(0.0) if bias is None else bias[o + 1]
-                        out[b, t, o], out[b, t, o + 1] = a00 + b0, a10 + b1
-                        out[b, t + 1, o], out[b, t + 1, o + 1] = a01 + b0, a11 + b1
-                        out[b, t + 2, o], out[b, t + 2, o + 1] = a02 + b0, a12 + b1
-                        out[b, t + 3, o], out[b, t + 3, o + 1] = a03 + b0, a13 + b1
+                for t in range(0, T // 4 * 4, 4):
+                    for o in range(ob, min(ob + OB, hi) - 1, 2):
+                        _tile_2x4(out, inp, weight, bias, b, o, t, C)
 
 
 @jit
