@@ -122,7 +122,7 @@ def _narrow(logits, weights, n, k, goal, lo, hi, count_lo, count_hi, weight_hi, 
     count_lo, count_hi, weight_hi)."""
     while count_lo - count_hi > most:
         mid = lo + (hi - lo) / np.float32(2)
-        if mid <= lo or mid >= hi:  # no float32 left between: the bracket is one logit, tied
+        if not (lo < mid < hi):  # no float32 left between (a tie), or inf or NaN logits: stop here
             break
         count, weight = _at_least(logits, weights, n, mid, goal < np.inf)
         count, weight = count + count_out, weight + weight_out

@@ -2,6 +2,9 @@
 reshaped distributions against an independent formulation; the seeded draws against
 their distribution; and the CLI's seeds across backends."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -190,3 +193,25 @@ def test_a_temperature_too_small_to_compute_with_is_the_argmax(gpt, make_model):
     for options in (["--temperature", "1e-310"], ["--temperature", "1e-310", "--top-k", "3", "--top-p", "0.5"]):
         tiny = gpt("--model", model, *options, "5", "6")
         assert tiny.returncode == 0 and tiny.stderr == "" and tiny.stdout == greedy.stdout, tiny.stderr
+
+
+def test_the_compiled_draw_ends_on_logits_that_are_not_finite():
+    """Crafted weights can make logits NaN, +-inf or huge: the cut's bisection cannot
+    split such a bracket, and must stop (it once looped forever on 100 tokens at +inf),
+    drawing a token of the vocabulary. In a process of its own: a loop in compiled code
+    cannot be interrupted."""
+    code = """if True:
+        import numpy as np
+        from gptpy.sampler import Sampler
+        n = 300
+        cases = [np.full(n, np.nan), np.r_[np.full(100, np.inf), np.zeros(n - 100)],
+                 np.r_[np.full(10, np.nan), np.full(10, -np.inf), np.full(100, np.inf), np.ones(n - 120)],
+                 np.full(n, 3e38), np.full(n, -np.inf)]
+        for logits in cases:
+            for options in ((0.8, 40, 0.95, 1), (None, None, 0.9, 1), (2.0, None, None, 1), (None, 5, None, 1)):
+                token = Sampler(*options).next_token(np.full(n, 1 / n, np.float32), logits.astype(np.float32), n)
+                assert 0 <= token < n, (logits[:3], options, token)
+        print("done")
+    """
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout == "done\n", result.stderr
