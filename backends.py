@@ -22,6 +22,14 @@ DEFAULT = "parallel"
 SUPPORTED_DTYPES = {"parallel": DTYPES, "serial": DTYPES, "cuda": ("fp32",)}  # cuda's kernels read float32
 
 
+def dtype_problem(name, dtype):
+    """Why backend `name` cannot read weights of `dtype`, in words; None if it can."""
+    if dtype is None or dtype in SUPPORTED_DTYPES[name]:
+        return None
+    return (f"--dtype {dtype} is not available with --backend {name} (its kernels read "
+            f"{', '.join(SUPPORTED_DTYPES[name])} weights)")
+
+
 def max_threads():
     """The largest worker pool a backend takes: 4 per core. Past the cores a worker only
     adds switching, and thousands of them fail to start (libgomp: Thread creation failed)."""
@@ -65,9 +73,8 @@ class Backend:
         Loading through the backend keeps the order that int8 needs: its weights are
         quantized at load on the pool that load() has sized."""
         from .checkpoint import load_checkpoint
-        if dtype is not None and dtype not in SUPPORTED_DTYPES[self.name]:
-            raise ValueError(f"--dtype {dtype} is not available with --backend {self.name}; "
-                             f"it reads {', '.join(SUPPORTED_DTYPES[self.name])}")
+        if problem := dtype_problem(self.name, dtype):
+            raise ValueError(problem)
         return load_checkpoint(path, dtype or (None if self.name != "cuda" else "fp32"))
 
 

@@ -183,7 +183,7 @@ def check_vocabulary(model):
         return  # gpt says what is wrong with it, in its own line, at the first prompt
     if config.vocab_size > GPT2_VOCAB:
         raise Failure(f"{model}: a vocabulary of {config.vocab_size} tokens; chat decodes with "
-                          f"GPT-2's encoding, which has {GPT2_VOCAB}")
+                      f"GPT-2's encoding, which has {GPT2_VOCAB}")
 
 
 def parse_args(argv):
@@ -192,9 +192,9 @@ def parse_args(argv):
     parser.add_argument("-n", type=cli.integer(2, 2**31 - 1), default=10, metavar="N",
                         help="tokens in total, the text's included (default: 10, as gpt.c)")
     parser.add_argument("--once", metavar="TEXT", help="complete TEXT, print the completion and exit")
-    cli.add_generation_options(parser, whose="gpt's ")
+    passed_on = cli.add_generation_options(parser, whose="gpt's ")
     args = parser.parse_args(argv)
-    options = [f"--{name.replace('_', '-')}={value}" for name in cli.GENERATION_OPTIONS  # passed to gpt as they are
+    options = [f"--{name.replace('_', '-')}={value}" for name in passed_on  # to gpt as they are
                if (value := getattr(args, name)) is not None]
     return args, options
 

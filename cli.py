@@ -177,31 +177,34 @@ def threads_type():
 def add_generation_options(parser, whose=""):
     """The options of a completion that gpt takes and chat passes on to its gpt: the
     model, the backend and its pool, the weight type, and sampling. `whose` begins each
-    help text ("gpt's "), for a command that passes them on."""
-    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="PATH",
-                        help=f"{whose}llm.c checkpoint, version 1, 3 or 5 (default: {DEFAULT_MODEL})")
-    parser.add_argument("--backend", choices=backends.NAMES, default=backends.DEFAULT,
-                        help=f"{whose}kernels: parallel (default); serial, llm.c's reference, "
-                             "which always recomputes as gpt.c does; cuda, on an NVIDIA GPU")
-    parser.add_argument("--threads", type=threads_type(), default=os.cpu_count(), metavar="K",
-                        help=f"{whose}parallel backend: a static pool of K workers, 1 to {backends.max_threads()} "
-                             f"(4 per core; default: the {os.cpu_count()} cores)")
-    parser.add_argument("--dtype", choices=DTYPES,
-                        help=f"{whose}precision of the matmul weights, the LM head's included: fp32; bf16 (half "
-                             "the bytes to read per token); int8, quantized at load per block of 32 values (a "
-                             "quarter); default: the model file's own (bf16 for version 5)")
+    help text ("gpt's "), for a command that passes them on. Returns their names (the
+    attributes of the parsed arguments)."""
+    names = []
+
+    def option(group, *flags, **settings):
+        names.append(group.add_argument(*flags, **settings).dest)
+
+    option(parser, "--model", default=DEFAULT_MODEL, metavar="PATH",
+           help=f"{whose}llm.c checkpoint, version 1, 3 or 5 (default: {DEFAULT_MODEL})")
+    option(parser, "--backend", choices=backends.NAMES, default=backends.DEFAULT,
+           help=f"{whose}kernels: parallel (default); serial, llm.c's reference, "
+                "which always recomputes as gpt.c does; cuda, on an NVIDIA GPU")
+    option(parser, "--threads", type=threads_type(), default=os.cpu_count(), metavar="K",
+           help=f"{whose}parallel backend: a static pool of K workers, 1 to {backends.max_threads()} "
+                f"(4 per core; default: the {os.cpu_count()} cores)")
+    option(parser, "--dtype", choices=DTYPES,
+           help=f"{whose}precision of the matmul weights, the LM head's included: fp32; bf16 (half "
+                "the bytes to read per token); int8, quantized at load per block of 32 values (a "
+                "quarter); default: the model file's own (bf16 for version 5)")
     sampling = parser.add_argument_group(f"{whose}sampling (without any of these: gpt.c's fixed coin of 0.5)")
-    sampling.add_argument("--temperature", type=real(0.0, 1e6), metavar="T",
-                          help="divide the logits by T (default 1); 0 takes the most probable token")
-    sampling.add_argument("--top-k", type=integer(1, 2**31 - 1), metavar="K", help="draw from the K most probable tokens")
-    sampling.add_argument("--top-p", type=real(0.0, 1.0, low_open=True), metavar="P",
-                          help="draw from the fewest most probable tokens whose probability reaches P")
-    sampling.add_argument("--seed", type=integer(0, 2**64 - 1), metavar="S",
-                          help="seed numpy's generator: the same seed, the same tokens "
-                               "(default: a fresh seed each run)")
-
-
-GENERATION_OPTIONS = ("model", "backend", "threads", "dtype", "temperature", "top_k", "top_p", "seed")
+    option(sampling, "--temperature", type=real(0.0, 1e6), metavar="T",
+           help="divide the logits by T (default 1); 0 takes the most probable token")
+    option(sampling, "--top-k", type=integer(1, 2**31 - 1), metavar="K", help="draw from the K most probable tokens")
+    option(sampling, "--top-p", type=real(0.0, 1.0, low_open=True), metavar="P",
+           help="draw from the fewest most probable tokens whose probability reaches P")
+    option(sampling, "--seed", type=integer(0, 2**64 - 1), metavar="S",
+           help="seed numpy's generator: the same seed, the same tokens (default: a fresh seed each run)")
+    return names
 
 
 class Progress:

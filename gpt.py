@@ -61,9 +61,8 @@ def run(argv):
             print("Too many tokens.", file=sys.stderr)
             return 1
     tokens = [parse_token(text) for text in args.tokens]
-    if args.dtype and args.dtype not in backends.SUPPORTED_DTYPES[args.backend]:
-        parser.error(f"--dtype {args.dtype} is not available with --backend {args.backend} (its kernels read "
-                     f"{', '.join(backends.SUPPORTED_DTYPES[args.backend])} weights); use --dtype fp32")
+    if problem := backends.dtype_problem(args.backend, args.dtype):  # before the backend's slow import
+        parser.error(f"{problem}; use --dtype fp32")
     cli.flush_stdout()  # stdout closed or full: say so before the model is loaded
 
     try:
@@ -153,8 +152,8 @@ def check_vocabulary(args, texts, tokens, config):
     for text, token in zip(texts, tokens):
         if token >= config.vocab_size:
             raise Failure(f"token {cli.shorten(text)} is out of range: "
-                              f"{args.model} has a vocabulary of {config.vocab_size} "
-                              f"(ids 0..{config.vocab_size - 1})", code=2)
+                          f"{args.model} has a vocabulary of {config.vocab_size} "
+                          f"(ids 0..{config.vocab_size - 1})", code=2)
 
 
 main = cli.command("gpt", run)

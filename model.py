@@ -143,7 +143,8 @@ class Generator:
             chosen = time.perf_counter()
             next_token = self.sampler.next_token(self.memory.to_host(probs[0, -1]), logits, config.vocab_size)
             if isinstance(self.kernels, ProfiledKernels):
-                self.kernels.add_step(time.perf_counter() - start, time.perf_counter() - chosen)
+                now = time.perf_counter()
+                self.kernels.add_step(now - start, now - chosen)
             inputs[0, t] = next_token
             yield next_token
 
@@ -161,7 +162,7 @@ class ProfiledKernels:
     def __init__(self, kernels):
         self.kernels, self.first, self.rest, self.calls = kernels, {}, {}, {}
         self.memory = memory_of(kernels)
-        self.steps, self.step_seconds, self.sampler_seconds, self.rest_calls = 0, 0.0, 0.0, 0
+        self.steps, self.step_seconds, self.sampler_seconds = 0, 0.0, 0.0
 
     def __getattr__(self, name):
         kernel = getattr(self.kernels, name)

@@ -54,9 +54,11 @@ def dot_int8_int16(typingctx, q, xq, scales, blocks):
     exactly (32 x 127 x 32767 < 2^31), two halves of 16 as the pairs that the
     multiply-add instructions sum (LLVM matches the even + odd lanes of a widened
     multiply to vpmaddwd); the blocks go into 8 float32 lanes, added up at the end."""
-    if not (isinstance(q, types.Array) and q.dtype == types.int8 and xq.dtype == types.int16
-            and scales.dtype == types.float32 and isinstance(blocks, types.Integer)):
-        return None
+    arrays = (q, xq, scales)
+    if not (all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in arrays)
+            and (q.dtype, xq.dtype, scales.dtype) == (types.int8, types.int16, types.float32)
+            and isinstance(blocks, types.Integer)):
+        return None  # the code reads the arrays' memory as one run: contiguous rows only
     signature = types.float32(q, xq, scales, blocks)
 
     def codegen(context, builder, sig, args):
