@@ -7,11 +7,15 @@ the definition) and a token drawn from it with numpy's seeded generator: the sam
 gives the same tokens wherever the model computes the same distribution (every backend,
 pool size, cache or recompute).
 
-The draw is compiled (`_draw`) and reads the logits: weights e^((logit - max) / T) in
-one vectorized pass, then the end of the kept set found by a bisection on the logit,
-each step one vectorized pass that counts the tokens above a floor and adds their
-weights, until the few tokens at the cut can be sorted; then a walk in id order to the
-seeded uniform number. It never sorts the vocabulary (`reshape` does, to define the
+The draw is compiled (`_draw`) and reads the logits. Top-k and top-p look first at a
+few candidates: the vocabulary seen as 16 rows, the maxima of its columns (one
+vectorized pass) say which columns hold the most probable tokens, and only those are
+copied out, weighed and searched for the end of the kept set (the cut). Top-p also needs
+the total weight e^((logit - max) / T) of the vocabulary (a vectorized pass); when the
+cut lies below the candidates (a flat distribution), it is found by a bisection on the
+logit over the whole vocabulary, each step a vectorized pass that counts the tokens
+above a floor and adds their weights. Then a walk in id order to the seeded uniform
+number, block sums first. It never sorts the vocabulary (`reshape` does, to define the
 distribution): dev/sampling/sampler.py measures both. Its float32 weights differ from
 reshape's float64 ones in the last bits, so a seeded draw can land on a neighbouring
 token where its uniform number falls within about 1e-6 of a step of the distribution.
@@ -62,38 +66,54 @@ def reshape(probabilities, temperature=1.0, top_k=0, top_p=1.0):
 
 FIRST_REACH = np.float32(0.125)  # temperatures below the largest logit: where _cut's search starts
 LAST_REACH = np.float32(100.0)  # and where it ends: past it every weight is 0 (fast_exp)
-LANES = 16  # running maxima in _largest: a 512-bit vector of float32
+GROUPS = 16  # the vocabulary seen as GROUPS rows, whose column maxima are one vectorized pass
 NEAR = 4096  # tokens near the cut that _cut copies out, to search them alone
+MOST_COLUMNS = NEAR // GROUPS  # columns whose tokens _candidates copies out, at most
 SMALL_BRACKET = 64  # tokens few enough to sort when the search for the cut has narrowed to them
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")
-def _largest(x, n):
-    """max(x[:n]) in LANES running maxima, a form LLVM vectorizes (a single running max
-    it leaves scalar)."""
-    lanes = np.full(LANES, x[0])
-    for i in range(n // LANES):
-        for j in range(LANES):
-            lanes[j] = max(lanes[j], x[LANES * i + j])
+def _column_maxima(x, n, columns):
+    """x[:n] seen as GROUPS rows of width = n // GROUPS, and the tokens past them as
+    columns of one: columns[c] = the largest of column c. Elementwise maxima of rows, a
+    form LLVM vectorizes (a single running max it leaves scalar). Returns (the number
+    of columns, the largest of x[:n])."""
+    width = n // GROUPS
+    columns[:width] = x[:width]
+    for g in range(1, GROUPS):
+        for c in range(width):
+            columns[c] = max(columns[c], x[g * width + c])
+    m = width + n - GROUPS * width
+    columns[width:m] = x[GROUPS * width:n]
+    lanes = np.full(GROUPS, columns[0])  # the same again, to find the largest of the columns
+    for i in range(m // GROUPS):
+        for j in range(GROUPS):
+            lanes[j] = max(lanes[j], columns[GROUPS * i + j])
     largest = lanes.max()
-    for i in range(n // LANES * LANES, n):
-        largest = max(largest, x[i])
-    return largest
+    for c in range(m // GROUPS * GROUPS, m):
+        largest = max(largest, columns[c])
+    return m, largest
+
+
+WEIGHT_BLOCK = 256  # weights _weights adds in float32 before adding their sum in float64
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")
-def _weights(logits, n, temperature, weights):
-    """weights[i] = e^((logits[i] - max) / temperature) for i < n: the reshaped
-    distribution, unnormalized (the largest weight is 1). Returns (their sum in float64,
-    the largest logit). Vectorized passes: fast_exp, not libm's exp."""
-    lmax = _largest(logits, n)
-    scale = np.float32(min(1.0 / temperature, 1e30))  # not inf: 0 * inf would be NaN at the largest
+def _weights(logits, n, lmax, scale, weights):
+    """weights[i] = e^((logits[i] - lmax) * scale) for i < n: the reshaped
+    distribution, unnormalized (the largest weight is 1). Returns their sum: float32
+    within a block of WEIGHT_BLOCK, float64 across (a float64 sum of each weight takes
+    as long as the fast_exp). Vectorized passes: fast_exp, not libm's exp."""
     total = 0.0
-    for i in range(n):
-        w = fast_exp((logits[i] - lmax) * scale)
-        weights[i] = w
-        total += w
-    return total, lmax
+    for first in range(0, n, WEIGHT_BLOCK):  # slices: LLVM vectorizes their loops, not one to min(n, ...)
+        block, out = logits[first:min(n, first + WEIGHT_BLOCK)], weights[first:min(n, first + WEIGHT_BLOCK)]
+        s = np.float32(0.0)
+        for j in range(len(block)):
+            w = fast_exp((block[j] - lmax) * scale)
+            out[j] = w
+            s += w
+        total += s
+    return total
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")
@@ -134,67 +154,165 @@ def _narrow(logits, weights, n, k, goal, lo, hi, count_lo, count_hi, weight_hi, 
 
 
 @njit(cache=True, error_model="numpy")
-def _cut(logits, weights, n, k, goal, lmax, temperature, near_logits, near_weights, near_ids):
-    """Where reshape's kept set ends. The vocabulary in reshape's order (logit down, then
-    id up) keeps its first tokens until k of them or a weight of `goal` (top_p of the
-    total) is reached, whichever is first. Returns (cut logit, last id at that logit,
-    weight of the kept tokens at that logit): a token is kept when its logit is above
-    the cut logit, or equal to it and its id at most the last id.
+def _near_cut(near_logits, near_weights, near_ids, m, k, goal, lo, hi, count_hi, weight_hi):
+    """The end of the kept set when it lies among m tokens copied out: their logits lie
+    in [lo, hi), every token above them (count_hi, of weight weight_hi) is at or above hi,
+    and the tokens at or above lo reach k or the goal. Bisects that bracket until at most
+    SMALL_BRACKET tokens lie in it, and sorts those (logit down, id up). Returns (cut
+    logit, last id at that logit): a token is kept when its logit is above the cut logit,
+    or equal to it and its id at most the last id."""
+    lo, hi, count_lo, count_hi, weight_hi = _narrow(near_logits, near_weights, m, k, goal, lo, hi, count_hi + m,
+                                                    count_hi, weight_hi, count_hi, weight_hi, SMALL_BRACKET)
+    inside = np.array([j for j in range(m) if lo <= near_logits[j] < hi], np.int64)
+    inside = inside[np.argsort(near_ids[inside])]  # id order, which the stable sort below keeps for a tie
+    count, weight = count_hi, weight_hi
+    for j in inside[np.argsort(-near_logits[inside], kind="mergesort")]:
+        count += 1
+        weight += near_weights[j]
+        if count >= k or weight >= goal:
+            return near_logits[j], near_ids[j]
+    return np.nextafter(lo, np.float32(-np.inf)), -1  # not reached (rounding): the bracket is kept whole
+
+
+@njit(cache=True, error_model="numpy")
+def _cut(logits, weights, n, k, goal, lmax, temperature, hi, count_hi, weight_hi, near_logits, near_weights,
+         near_ids):
+    """Where reshape's kept set ends, searched in the whole vocabulary (the weights
+    computed): the vocabulary in reshape's order (logit down, then id up) keeps its first
+    tokens until k of them or a weight of `goal` (top_p of the total) is reached,
+    whichever is first. The count_hi tokens at or above hi (of weight weight_hi) do not
+    reach either. Returns (cut logit, last id), as _near_cut.
 
     Found without sorting the vocabulary: a floor whose tokens reach the goal (lo) and
     one whose tokens do not (hi) bracket the cut; each step of a bisection between them
     is a vectorized pass of _at_least over the vocabulary, until at most NEAR tokens lie
-    between, then over those tokens, copied out, until at most SMALL_BRACKET do; those
-    are sorted."""
-    # the bracket's first floor: reach down from the largest logit, doubling, until the
-    # tokens above reach the goal (the cut of a peaked distribution is near the top)
-    hi, count_hi, weight_hi = np.nextafter(lmax, np.float32(np.inf)), 0, 0.0  # no token reaches hi
-    reach = FIRST_REACH
+    between; those are copied out for _near_cut."""
+    # the bracket's first floor: reach down from hi, doubling, until the tokens above
+    # reach the goal (the cut of a peaked distribution is near the top)
+    reach = min(max(FIRST_REACH, np.float32(2) * (lmax - hi) / np.float32(temperature)), LAST_REACH)
     while True:
         lo = lmax - reach * np.float32(temperature)
         count_lo, weight_lo = _at_least(logits, weights, n, lo, True)
         if count_lo >= k or weight_lo >= goal:
             break
         if reach >= LAST_REACH:  # below lo every weight is 0: never drawn, whatever top-k adds
-            return np.nextafter(lo, np.float32(-np.inf)), -1, 0.0
+            return np.nextafter(lo, np.float32(-np.inf)), -1
         hi, count_hi, weight_hi = lo, count_lo, weight_lo
         reach = min(2 * reach, LAST_REACH)
     lo, hi, count_lo, count_hi, weight_hi = _narrow(logits, weights, n, k, goal, lo, hi,
                                                     count_lo, count_hi, weight_hi, 0, 0.0, NEAR)
+    if count_lo - count_hi > NEAR:  # a tie at lo of more tokens than near holds: kept in id order
+        count, weight = count_hi, weight_hi
+        for i in range(n):
+            if lo <= logits[i] < hi:
+                count, weight = count + 1, weight + weights[i]
+                if count >= k or weight >= goal:
+                    return logits[i], i
+        return np.nextafter(lo, np.float32(-np.inf)), -1
     m = 0
-    for i in range(n):  # the bracket's tokens, in id order
-        if lo <= logits[i] < hi:
+    for i in range(n):  # the bracket's tokens
+        if lo <= logits[i] < hi and m < NEAR:  # (m: should NaN logits make the counts disagree)
             near_logits[m], near_weights[m], near_ids[m] = logits[i], weights[i], i
             m += 1
-    lo, hi, count_lo, count_hi, weight_hi = _narrow(near_logits, near_weights, m, k, goal, lo, hi, count_lo,
-                                                    count_hi, weight_hi, count_hi, weight_hi, SMALL_BRACKET)
-    inside = np.array([j for j in range(m) if lo <= near_logits[j] < hi], np.int64)
-    count, weight, tied, previous = count_hi, weight_hi, 0.0, np.float32(np.nan)
-    for j in inside[np.argsort(-near_logits[inside], kind="mergesort")]:  # stable: a tie keeps id order
-        tied = near_weights[j] + (tied if near_logits[j] == previous else 0.0)  # the kept tokens at this logit
-        previous = near_logits[j]
-        count += 1
-        weight += near_weights[j]
-        if count >= k or weight >= goal:
-            return near_logits[j], near_ids[j], tied
-    return np.nextafter(lo, np.float32(-np.inf)), -1, 0.0  # not reached (rounding): the bracket is kept whole
+    return _near_cut(near_logits, near_weights, near_ids, m, k, goal, lo, hi, count_hi, weight_hi)
+
+
+@njit(cache=True, fastmath=True, error_model="numpy")
+def _columns_at_least(columns, m, floor):
+    """How many of columns[:m] are at least `floor`: a vectorized pass."""
+    count = 0
+    for c in range(m):
+        count += columns[c] >= floor
+    return count
 
 
 @njit(cache=True, error_model="numpy")
-def _draw(logits, n, temperature, top_k, top_p, r, weights, near_logits, near_weights, near_ids):
-    """The token that reshape's distribution (made from the logits) gives the uniform
-    number r in [0, 1): the first kept token, in id order, whose cumulative weight
-    passes r times the kept weight."""
-    total, lmax = _weights(logits, n, temperature, weights)
-    k = n if top_k <= 0 else min(top_k, n)
-    goal = top_p * total if top_p < 1.0 else np.inf
-    if k < n or top_p < 1.0:
-        cut, last, tied = _cut(logits, weights, n, k, goal, lmax, temperature, near_logits, near_weights, near_ids)
-        kept = _at_least(logits, weights, n, np.nextafter(cut, np.float32(np.inf)), True)[1] + tied
-    else:  # temperature alone: every token is kept
-        cut, last, kept = np.float32(-np.inf), n, total
-    goal, cumulative = r * kept, 0.0
-    for i in range(n):
+def _candidates(logits, n, columns, m, want, lmax, scale, temperature, near_logits, near_weights, near_ids):
+    """Copies out every token at or above a floor that `want` column maxima reach: the
+    `want` most probable tokens are among them (that many columns hold a token at or
+    above the floor each), with their weights, without a pass over the vocabulary. The
+    floor is bisected on the columns (a pass over n / GROUPS values a step) until at most
+    2 * want of them reach it; it starts LAST_REACH temperatures below the largest logit,
+    below which every weight is 0 (never drawn). Returns (how many were copied, the
+    floor, their weight, whether the floor is that start: every token that can be drawn
+    copied); -1 copied when ties leave more than MOST_COLUMNS columns at the floor."""
+    width = n // GROUPS
+    start = lmax - LAST_REACH * np.float32(temperature)
+    lo, hi = start, np.nextafter(lmax, np.float32(np.inf))
+    count_lo = _columns_at_least(columns, m, lo)
+    while count_lo > 2 * want:
+        mid = lo + (hi - lo) / np.float32(2)
+        if not (lo < mid < hi):  # no float32 left between: a tie
+            break
+        count = _columns_at_least(columns, m, mid)
+        if count >= want:
+            lo, count_lo = mid, count
+        else:
+            hi = mid
+    if count_lo > MOST_COLUMNS:
+        return -1, lo, 0.0, False
+    copied, weight = 0, 0.0
+    for c in range(m):
+        if columns[c] >= lo:
+            first, step = (c, width) if c < width else (GROUPS * width + c - width, n)  # a row's column, or a lone token
+            for i in range(first, min(first + GROUPS * step, n), step):
+                if logits[i] >= lo and copied < NEAR:  # (at most GROUPS * MOST_COLUMNS = NEAR)
+                    near_logits[copied], near_ids[copied] = logits[i], i
+                    near_weights[copied] = fast_exp((logits[i] - lmax) * scale)
+                    weight += near_weights[copied]
+                    copied += 1
+    return copied, lo, weight, lo == start
+
+
+@njit(cache=True, error_model="numpy")
+def _walk_near(near_logits, near_weights, near_ids, m, cut, last, r):
+    """The kept tokens among the m copied out, in id order: the first whose cumulative
+    weight passes r times their weight."""
+    kept = np.array([j for j in range(m) if near_logits[j] > cut or (near_logits[j] == cut and near_ids[j] <= last)],
+                    np.int64)
+    kept = kept[np.argsort(near_ids[kept])]
+    total = 0.0
+    for j in kept:
+        total += near_weights[j]
+    goal, cumulative = r * total, 0.0
+    for j in kept:
+        cumulative += near_weights[j]
+        if cumulative > goal:
+            return near_ids[j]
+    return near_ids[kept[-1]] if len(kept) else near_ids[0]  # r * total rounded past the sum: the last kept
+
+
+WALK_BLOCK = 1024  # tokens whose kept weight _kept_sums adds in one vectorized run
+
+
+@njit(cache=True, fastmath=True, error_model="numpy")
+def _kept_sums(logits, weights, n, cut, last):
+    """The kept weight of each block of WALK_BLOCK tokens: vectorized passes."""
+    sums = np.zeros((n + WALK_BLOCK - 1) // WALK_BLOCK)
+    for b in range(len(sums)):
+        first = b * WALK_BLOCK  # slices: a loop from first to min(n, ...) over the rows LLVM left scalar
+        block_logits, block_weights = logits[first:min(n, first + WALK_BLOCK)], weights[first:min(n, first + WALK_BLOCK)]
+        s = 0.0
+        for j in range(len(block_logits)):
+            kept = (block_logits[j] > cut) | ((block_logits[j] == cut) & (first + j <= last))  # a select, no branch
+            s += np.float64(block_weights[j]) if kept else 0.0
+        sums[b] = s
+    return sums
+
+
+@njit(cache=True, error_model="numpy")
+def _walk(logits, weights, n, cut, last, r):
+    """The kept tokens of the vocabulary, in id order: the first whose cumulative weight
+    passes r times their weight. The block it lies in is found from _kept_sums, and only
+    that block (and any after it, should rounding need) is walked token by token."""
+    sums = _kept_sums(logits, weights, n, cut, last)
+    goal, cumulative, start = r * sums.sum(), 0.0, 0
+    for b in range(len(sums)):
+        if cumulative + sums[b] > goal:
+            break
+        cumulative += sums[b]
+        start += WALK_BLOCK
+    for i in range(start, n):
         if logits[i] > cut or (logits[i] == cut and i <= last):
             cumulative += weights[i]
             if cumulative > goal:
@@ -203,6 +321,44 @@ def _draw(logits, n, temperature, top_k, top_p, r, weights, near_logits, near_we
         if logits[i] > cut or (logits[i] == cut and i <= last):
             return i
     return n - 1
+
+
+@njit(cache=True, error_model="numpy")
+def _draw(logits, n, temperature, top_k, top_p, r, weights, columns, near_logits, near_weights, near_ids):
+    """The token that reshape's distribution (made from the logits) gives the uniform
+    number r in [0, 1): the first kept token, in id order, whose cumulative weight
+    passes r times the kept weight. Top-k and top-p look first among the candidates
+    that _candidates copies out (top-p needs the vocabulary's total weight, temperature
+    alone every weight); when the kept set reaches below them (a flat distribution, a
+    large k, ties), the vocabulary is searched below them."""
+    m, lmax = _column_maxima(logits, n, columns)
+    scale = np.float32(min(1.0 / temperature, 1e30))  # not inf: 0 * inf would be NaN at the largest
+    k = n if top_k <= 0 else min(top_k, n)
+    total = _weights(logits, n, lmax, scale, weights) if top_p < 1.0 or k == n else np.nan
+    goal = top_p * total if top_p < 1.0 else np.inf
+    if k == n and top_p == 1.0:  # temperature alone: every token is kept
+        return _walk(logits, weights, n, np.float32(-np.inf), n, r)
+    hi, count_hi, weight_hi = np.nextafter(lmax, np.float32(np.inf)), 0, 0.0  # no token reaches hi
+    if -np.inf < lmax < np.inf:
+        copied, lo, weight, whole = _candidates(logits, n, columns, m, min(k, MOST_COLUMNS // 2), lmax, scale,
+                                                temperature, near_logits, near_weights, near_ids)
+        if copied >= k or weight >= goal or (copied > 0 and whole):  # the kept set is among them
+            cut, last = _near_cut(near_logits, near_weights, near_ids, copied, k, goal, lo, hi, 0, 0.0)
+            return _walk_near(near_logits, near_weights, near_ids, copied, cut, last, r)
+        if copied > 0:  # they do not reach the cut: search the vocabulary below them
+            hi, count_hi, weight_hi = lo, copied, weight
+    if np.isnan(total):
+        total = _weights(logits, n, lmax, scale, weights)
+    cut, last = _cut(logits, weights, n, k, goal, lmax, temperature, hi, count_hi, weight_hi, near_logits,
+                     near_weights, near_ids)
+    return _walk(logits, weights, n, cut, last, r)
+
+
+def scratch(n):
+    """_draw's scratch rows for a vocabulary of n: weights, column maxima, and the tokens
+    near the cut (logits, weights, ids)."""
+    return np.empty(n, np.float32), np.empty(n // GROUPS + GROUPS, np.float32), np.empty(NEAR, np.float32), \
+        np.empty(NEAR, np.float32), np.empty(NEAR, np.int64)
 
 
 class Sampler:
@@ -230,6 +386,5 @@ class Sampler:
         if self.temperature == 0:  # greedy; argmax takes the lowest id of a tie
             return int(np.argmax(probabilities[:n]))
         if self.scratch is None or len(self.scratch[0]) < n:
-            self.scratch = np.empty(n, np.float32), np.empty(NEAR, np.float32), np.empty(NEAR, np.float32), \
-                np.empty(NEAR, np.int64)
+            self.scratch = scratch(n)
         return int(_draw(logits, n, self.temperature, self.top_k, self.top_p, self.rng.random(), *self.scratch))

@@ -165,16 +165,21 @@ def test_bad_sampling_options(gpt, make_model, option, value, message):
     (1.0, 0, 1.0), (0.8, 40, 0.95), (0.7, 0, 1.0), (1.0, 5, 1.0), (1.0, 0, 0.8), (2.0, 1, 1.0),
     (1.0, 0, 1e-9), (1.5, 3, 0.3), (1.0, 100000, 0.99), (20.0, 0, 0.95), (20.0, 1000, 1.0), (1e-30, 0, 0.9)])
 @pytest.mark.parametrize("n", [101, 50257])
-def test_the_compiled_draw_is_reshapes_distribution(temperature, top_k, top_p, n):
+@pytest.mark.parametrize("coarse", [False, True])
+def test_the_compiled_draw_is_reshapes_distribution(temperature, top_k, top_p, n, coarse):
     """For 400 uniform numbers r, the token the compiled draw gives is the one reshape's
     CDF gives (r within 2e-6 of a step of the CDF is left out: float32 against float64).
     Logits with ties, and temperatures that flatten the distribution until the
-    candidates must grow to the whole vocabulary."""
-    from gptpy.sampler import _draw
+    candidates must grow to the whole vocabulary. Coarse logits (whole numbers) tie by
+    the hundred: the cut falls inside a tie, which spans many of the candidate search's
+    columns and is decided by token id."""
+    from gptpy.sampler import _draw, scratch as sampler_scratch
     logits = (np.random.default_rng(n).standard_normal(n) * 3).astype(np.float32)
     logits[20:24] = logits[7]  # ties: the lower id first
+    if coarse:
+        logits = np.round(logits)
     cdf = np.cumsum(reshape(softmax32(logits), temperature, top_k, top_p))
-    scratch = np.empty(n, np.float32), np.empty(4096, np.float32), np.empty(4096, np.float32), np.empty(4096, np.int64)
+    scratch = sampler_scratch(n)
     checked = 0
     for r in np.random.default_rng(1).random(400):
         if np.abs(cdf - r).min() < 2e-6:
