@@ -119,4 +119,7 @@ def load(name, threads=None):
             raise ValueError(f"--threads {threads} is more than NUMBA_NUM_THREADS="
                              f"{numba.config.NUMBA_NUM_THREADS} allows")
         numba.set_num_threads(threads)
+    if name == "parallel":
+        import numba
+        kernels.set_workers(numba.get_num_threads())
     return Backend(name, kernels, threads)

@@ -15,8 +15,10 @@ from .backends import HostMemory, memory_of
 from .errors import need_memory
 from .sampler import Sampler
 
+# the kernels gpt2_forward calls; every backend also has residual_forward, llm.c's, which
+# fused_residual_forward's definition (serial/) composes with layernorm_forward
 KERNELS = ("encoder_forward", "layernorm_forward", "matmul_forward", "attention_forward",
-           "gelu_forward", "residual_forward", "softmax_forward")
+           "gelu_forward", "fused_residual_forward", "softmax_forward")
 
 
 def activation_table(config, B, Tq, T):
@@ -78,32 +80,30 @@ def gpt2_forward(kernels, params, config, acts, inputs, B, T, T0=0, last_only=Fa
 
     # wpe from T0 on: the encoder's position t is position T0 + t
     kernels.encoder_forward(a["residual"], inputs[:, T0:T], p["wte"], p["wpe"][T0:], B, Tq, C)
+    # the first layer's layernorm; each later one is fused with the residual before it
+    kernels.layernorm_forward(a["ln1"], a["ln1_mean"], a["ln1_rstd"], a["residual"], p["ln1w"][0], p["ln1b"][0],
+                              B, Tq, C)
     for l in range(L):
         qkv = a["qkv"][l]  # (B,T,3C); positions before T0 come from the cache
-        kernels.layernorm_forward(a["ln1"], a["ln1_mean"], a["ln1_rstd"], a["residual"],
-                                  p["ln1w"][l], p["ln1b"][l], B, Tq, C)
         kernels.matmul_forward(qkv[:, T0:], a["ln1"], p["qkvw"][l], p["qkvb"][l], B, Tq, C, 3 * C)
         kernels.attention_forward(a["atty"], a["preatt"], a["att"], qkv, B, T, C, NH)
         kernels.matmul_forward(a["attproj"], a["atty"], p["attprojw"][l], p["attprojb"][l], B, Tq, C, C)
-        kernels.residual_forward(a["residual2"].reshape(N), a["residual"].reshape(N),
-                                 a["attproj"].reshape(N), N)
-        kernels.layernorm_forward(a["ln2"], a["ln2_mean"], a["ln2_rstd"], a["residual2"],
-                                  p["ln2w"][l], p["ln2b"][l], B, Tq, C)
+        kernels.fused_residual_forward(a["residual2"], a["ln2"], a["ln2_mean"], a["ln2_rstd"], a["residual"],
+                                       a["attproj"], p["ln2w"][l], p["ln2b"][l], B * Tq, C)
         kernels.matmul_forward(a["fch"], a["ln2"], p["fcw"][l], p["fcb"][l], B, Tq, C, 4 * C)
         kernels.gelu_forward(a["fch_gelu"].reshape(4 * N), a["fch"].reshape(4 * N), 4 * N)
         kernels.matmul_forward(a["fcproj"], a["fch_gelu"], p["fcprojw"][l], p["fcprojb"][l], B, Tq, 4 * C, C)
-        # the next layer's input; residual2 is not read again, so no copy is needed
-        kernels.residual_forward(a["residual"].reshape(N), a["residual2"].reshape(N),
-                                 a["fcproj"].reshape(N), N)
+        # the next layer's input (residual2 is not read again, so no copy is needed) and
+        # its layernorm; after the last layer, the final layernorm
+        ln, w, b = ("ln1", p["ln1w"][l + 1], p["ln1b"][l + 1]) if l + 1 < L else ("lnf", p["lnfw"], p["lnfb"])
+        kernels.fused_residual_forward(a["residual"], a[ln], a[ln + "_mean"], a[ln + "_rstd"], a["residual2"],
+                                       a["fcproj"], w, b, B * Tq, C)
     if last_only:  # sampling needs the last position: skip the LM head for the others
-        Tl = 1
-        x, lnf, lnf_mean, lnf_rstd = (a[k][:, -1:] for k in ("residual", "lnf", "lnf_mean", "lnf_rstd"))
+        Tl, lnf = 1, a["lnf"][:, -1:]
         logits, probs = a["logits"][:, :1], a["probs"][:, :1]
     else:
-        Tl = Tq
-        x, lnf, lnf_mean, lnf_rstd = a["residual"], a["lnf"], a["lnf_mean"], a["lnf_rstd"]
+        Tl, lnf = Tq, a["lnf"]
         logits, probs = a["logits"], a["probs"]
-    kernels.layernorm_forward(lnf, lnf_mean, lnf_rstd, x, p["lnfw"], p["lnfb"], B, Tl, C)
     kernels.matmul_forward(logits, lnf, p["wte"], None, B, Tl, C, Vp)
     kernels.softmax_forward(probs, logits, B, Tl, V, Vp)
     return probs
@@ -182,11 +182,17 @@ class ProfiledKernels:
 
         return timed
 
+    def regions(self):
+        """The parallel regions the backend's kernels have started (0 if it has no pool)."""
+        counter = getattr(self.kernels, "regions_started", None)
+        return counter() if counter else 0
+
     def add_step(self, seconds, sampler_seconds):
         """A generation step took `seconds`, of which the sampler `sampler_seconds`; the
         first step is the one that loads every kernel, and is left out."""
         if self.steps == 0:
             self.kernel_seconds_before, self.calls_before = sum(self.rest.values()), sum(self.calls.values())
+            self.regions_before = self.regions()
         else:
             self.step_seconds += seconds
             self.sampler_seconds += sampler_seconds
@@ -194,12 +200,13 @@ class ProfiledKernels:
 
     def report(self):
         rest = sum(self.rest.values())
-        lines = [f"{'kernel':<18}{'calls':>6}{'first ms':>10}{'rest ms':>10}{'rest %':>8}"]
+        width = max(map(len, KERNELS)) + 2
+        lines = [f"{'kernel':<{width}}{'calls':>6}{'first ms':>10}{'rest ms':>10}{'rest %':>8}"]
         for name in sorted(self.calls, key=lambda k: self.rest.get(k, 0.0), reverse=True):
             ms = 1e3 * self.rest.get(name, 0.0)
-            lines.append(f"{name:<18}{self.calls[name]:>6}{1e3 * self.first[name]:>10.1f}{ms:>10.1f}"
+            lines.append(f"{name:<{width}}{self.calls[name]:>6}{1e3 * self.first[name]:>10.1f}{ms:>10.1f}"
                          f"{100 * ms / max(1e3 * rest, 1e-9):>8.1f}")
-        lines.append(f"{'total':<18}{sum(self.calls.values()):>6}{1e3 * sum(self.first.values()):>10.1f}"
+        lines.append(f"{'total':<{width}}{sum(self.calls.values()):>6}{1e3 * sum(self.first.values()):>10.1f}"
                      f"{1e3 * rest:>10.1f}{100.0:>8.1f}")
         lines.append("first: each kernel's first call, which loads its compiled code; rest: the others")
         if self.steps > 1:
@@ -217,10 +224,10 @@ class ProfiledKernels:
         lines = [f"a step after the first, mean of {steps}: {1e3 * self.step_seconds / steps:.3f} ms",
                  f"  kernels ({calls // steps} calls)     {per_step(kernels)}"]
         fork_join = getattr(self.kernels, "fork_join_seconds", None)
-        if fork_join:  # an empty parallel region, timed now: what each kernel call pays to start and end
-            region = fork_join()
-            lines.append(f"    of which fork/join   {per_step(min(kernels, region * calls))}"
-                         f"  ({1e6 * region:.1f} us an empty parallel region, x {calls // steps})")
+        if fork_join:  # an empty parallel region, timed now: what each region the kernels start pays
+            region, regions = fork_join(), self.regions() - self.regions_before
+            lines.append(f"    of which fork/join   {per_step(min(kernels, region * regions))}"
+                         f"  ({1e6 * region:.1f} us an empty parallel region, x {regions // steps})")
         lines += [f"  sampler               {per_step(self.sampler_seconds)}",
                   f"  Python between        {per_step(python)}"]
         return lines

@@ -225,6 +225,14 @@ def _residual_forward(out, inp1, inp2, N):
         out[i] = inp1[i] + inp2[i]
 
 
+def fused_residual_forward(residual, normed, mean, rstd, inp1, inp2, weight, bias, N, C):
+    """serial.fused_residual_forward, as its definition: residual_forward, then
+    layernorm_forward (two launches)."""
+    residual_forward(residual.reshape(N * C), inp1.reshape(N * C), inp2.reshape(N * C), N * C)
+    layernorm_forward(normed.reshape(1, N, C), mean.reshape(1, N), rstd.reshape(1, N), residual.reshape(1, N, C),
+                      weight, bias, 1, N, C)
+
+
 def softmax_forward(probs, logits, B, T, V, Vp):
     """serial.softmax_forward; a block per row, its max and sum reduced in shared memory."""
     _softmax_forward[B * T, THREADS](probs, logits, B, T, V, Vp)

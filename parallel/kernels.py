@@ -61,7 +61,7 @@ def _empty_region(out, K):
 def fork_join_seconds(rounds=200):
     """The median time of a parallel region that does (almost) nothing: what the pool's
     fork and join cost each kernel call (gpt --profile)."""
-    K = get_num_threads()
+    K = workers
     out = np.zeros(K, np.int64)
     _empty_region(out, K)
     times = []
@@ -70,6 +70,41 @@ def fork_join_seconds(rounds=200):
         _empty_region(out, K)
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+workers = get_num_threads()  # K, the pool's size: read once (a get_num_threads call costs more than a small kernel)
+
+
+def set_workers(K):
+    """Every kernel from now on splits its work in K: backends.load calls it once it has
+    sized numba's pool."""
+    global workers
+    workers = K
+
+
+# Kernels with at most this many values to compute (decoding's encoder, layernorm,
+# residual and GELU: one position) run on the calling thread: the pool's fork and join
+# would cost more than their work (dev/profile/small_kernels.py)
+ON_CALLER = 16 * 1024
+regions = 0  # parallel regions started: gpt --profile's count of forks and joins
+
+
+def _pool(regions_started=1):
+    """K, for a kernel call that starts `regions_started` parallel regions (counted)."""
+    global regions
+    regions += regions_started
+    return workers
+
+
+def regions_started():
+    """How many parallel regions the kernels have started in this process."""
+    return regions
+
+
+def _workers(values):
+    """K for a kernel call with `values` values to compute, or 1 (its body on the
+    calling thread, no parallel region) for at most ON_CALLER of them."""
+    return 1 if values <= ON_CALLER else _pool()
 
 
 @njit(cache=True)
@@ -81,46 +116,65 @@ def chunk(n, K, w):
 
 def encoder_forward(out, inp, wte, wpe, B, T, C):
     """serial.encoder_forward; workers split the B*T positions."""
-    _encoder_forward(out, inp, wte, wpe, B, T, C, get_num_threads())
+    _encoder_forward(out, inp, wte, wpe, B, T, C, _workers(B * T * C))
 
 
 @jit
 def _encoder_forward(out, inp, wte, wpe, B, T, C, K):
+    if K == 1:
+        _encode(out, inp, wte, wpe, T, C, 0, B * T)
+        return
     for w in prange(K):
         lo, hi = chunk(B * T, K, w)
-        for bt in range(lo, hi):
-            b, t = bt // T, bt % T
-            ix = inp[b, t]
-            for i in range(C):
-                out[b, t, i] = weight_at(wte, ix, i) + wpe[t, i]
+        _encode(out, inp, wte, wpe, T, C, lo, hi)
+
+
+@njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+def _encode(out, inp, wte, wpe, T, C, lo, hi):
+    """The encoder's positions bt in [lo, hi) of the B*T."""
+    for bt in range(lo, hi):
+        b, t = bt // T, bt % T
+        ix, o, p = inp[b, t], out[b, t], wpe[t]
+        for i in range(C):
+            o[i] = weight_at(wte, ix, i) + p[i]
 
 
 def layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C):
     """serial.layernorm_forward; workers split the B*T positions."""
-    _layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C, get_num_threads())
+    _layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C, _workers(B * T * C))
 
 
 @jit
 def _layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C, K):
-    eps = np.float32(1e-5)
+    if K == 1:
+        _normalize(out, mean, rstd, inp, weight, bias, T, C, 0, B * T)
+        return
     for w in prange(K):
         lo, hi = chunk(B * T, K, w)
-        for bt in range(lo, hi):
-            b, t = bt // T, bt % T
-            m = np.float32(0.0)
-            for i in range(C):
-                m += inp[b, t, i]
-            m = m / np.float32(C)
-            v = np.float32(0.0)
-            for i in range(C):
-                xshift = inp[b, t, i] - m
-                v += xshift * xshift
-            v = v / np.float32(C)
-            s = np.float32(1.0) / math.sqrt(v + eps)
-            for i in range(C):
-                out[b, t, i] = s * (inp[b, t, i] - m) * weight[i] + bias[i]
-            mean[b, t] = m
-            rstd[b, t] = s
+        _normalize(out, mean, rstd, inp, weight, bias, T, C, lo, hi)
+
+
+@njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+def _normalize(out, mean, rstd, inp, weight, bias, T, C, lo, hi):
+    """The layernorm of positions bt in [lo, hi) of the B*T."""
+    eps = np.float32(1e-5)
+    for bt in range(lo, hi):
+        b, t = bt // T, bt % T
+        x, o = inp[b, t], out[b, t]
+        m = np.float32(0.0)
+        for i in range(C):
+            m += x[i]
+        m = m / np.float32(C)
+        v = np.float32(0.0)
+        for i in range(C):
+            xshift = x[i] - m
+            v += xshift * xshift
+        v = v / np.float32(C)
+        s = np.float32(1.0) / math.sqrt(v + eps)
+        for i in range(C):
+            o[i] = s * (x[i] - m) * weight[i] + bias[i]
+        mean[b, t] = m
+        rstd[b, t] = s
 
 
 def matmul_forward(out, inp, weight, bias, B, T, C, OC):
@@ -130,9 +184,9 @@ def matmul_forward(out, inp, weight, bias, B, T, C, OC):
     integers (_matvec_int8): the results move by at most 1.5e-5 of the largest input
     times the row's absolute sum, far below the int8 weights' own rounding."""
     if isinstance(weight, tuple) and T < 4 and C % QBLOCK == 0:
-        _matvec_int8(out, inp, weight[0], weight[1], bias, B, T, C, OC, get_num_threads())
+        _matvec_int8(out, inp, weight[0], weight[1], bias, B, T, C, OC, _pool())
     else:
-        _matmul_forward(out, inp, weight, bias, B, T, C, OC, get_num_threads())
+        _matmul_forward(out, inp, weight, bias, B, T, C, OC, _pool())
 
 
 OB = 64  # output channels per block: their weight rows (196 KB at C = 768) stay in L2
@@ -417,7 +471,7 @@ def attention_forward(out, preatt, att, inp, B, T, C, NH):
     (batch, head, query) triples, head-major, so that each gets whole heads when K
     divides NH: later queries cost more, and a query-major split would give the last
     worker the most work."""
-    _attention_forward(out, preatt, att, inp, B, T, C, NH, get_num_threads())
+    _attention_forward(out, preatt, att, inp, B, T, C, NH, _pool())
 
 
 @jit
@@ -482,56 +536,117 @@ def _attention_forward(out, preatt, att, inp, B, T, C, NH, K):
 
 def gelu_forward(out, inp, N):
     """serial.gelu_forward; workers split N."""
-    _gelu_forward(out, inp, N, get_num_threads())
+    _gelu_forward(out, inp, N, _workers(N))
 
 
 @jit
 def _gelu_forward(out, inp, N, K):
-    # 0.5 x (1 + tanh(u)) = x - x / (e^2u + 1): one fast_exp instead of libm's tanhf,
-    # which LLVM leaves scalar
+    if K == 1:
+        _gelu(out[:N], inp[:N])
+        return
     for w in prange(K):
         lo, hi = chunk(N, K, w)
-        for j in range(hi - lo):
-            x = inp[lo + j]
-            u = GELU_SCALING_FACTOR * (x + np.float32(0.044715) * x * x * x)
-            out[lo + j] = x - x / (fast_exp(np.float32(2.0) * u) + np.float32(1.0))
+        _gelu(out[lo:hi], inp[lo:hi])
+
+
+@njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+def _gelu(out, inp):
+    """out = GELU(inp), 1-D. 0.5 x (1 + tanh(u)) = x - x / (e^2u + 1): one fast_exp
+    instead of libm's tanhf, which LLVM leaves scalar."""
+    for j in range(inp.shape[0]):
+        x = inp[j]
+        u = GELU_SCALING_FACTOR * (x + np.float32(0.044715) * x * x * x)
+        out[j] = x - x / (fast_exp(np.float32(2.0) * u) + np.float32(1.0))
 
 
 def residual_forward(out, inp1, inp2, N):
     """serial.residual_forward; workers split N."""
-    _residual_forward(out, inp1, inp2, N, get_num_threads())
+    _residual_forward(out, inp1, inp2, N, _workers(N))
 
 
 @jit
 def _residual_forward(out, inp1, inp2, N, K):
+    if K == 1:
+        _add(out[:N], inp1[:N], inp2[:N])
+        return
     for w in prange(K):
         lo, hi = chunk(N, K, w)
-        for j in range(hi - lo):
-            out[lo + j] = inp1[lo + j] + inp2[lo + j]
+        _add(out[lo:hi], inp1[lo:hi], inp2[lo:hi])
+
+
+@njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+def _add(out, inp1, inp2):
+    """out = inp1 + inp2, 1-D."""
+    for j in range(inp1.shape[0]):
+        out[j] = inp1[j] + inp2[j]
+
+
+def fused_residual_forward(residual, normed, mean, rstd, inp1, inp2, weight, bias, N, C):
+    """serial.fused_residual_forward; workers split the N positions, each adding and
+    normalizing its own in one region (decoding's one position: on the calling thread)."""
+    _fused_residual_forward(residual, normed, mean, rstd, inp1, inp2, weight, bias, N, C, _workers(N * C))
+
+
+@jit
+def _fused_residual_forward(residual, normed, mean, rstd, inp1, inp2, weight, bias, N, C, K):
+    if K == 1:
+        _add_and_normalize(residual, normed, mean, rstd, inp1, inp2, weight, bias, N, C, 0, N)
+        return
+    for w in prange(K):
+        lo, hi = chunk(N, K, w)
+        _add_and_normalize(residual, normed, mean, rstd, inp1, inp2, weight, bias, N, C, lo, hi)
+
+
+@njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+def _add_and_normalize(residual, normed, mean, rstd, inp1, inp2, weight, bias, N, C, lo, hi):
+    """Positions [lo, hi) of the N: _add, then _normalize."""
+    _add(residual.reshape(N * C)[lo * C:hi * C], inp1.reshape(N * C)[lo * C:hi * C], inp2.reshape(N * C)[lo * C:hi * C])
+    _normalize(normed.reshape(1, N, C), mean.reshape(1, N), rstd.reshape(1, N), residual.reshape(1, N, C),
+               weight, bias, N, C, lo, hi)
 
 
 def softmax_forward(probs, logits, B, T, V, Vp):
     """serial.softmax_forward; workers split the B*T rows, or, with fewer rows than
     workers (decoding: one), each row's V entries."""
-    _softmax_forward(probs, logits, B, T, V, Vp, get_num_threads())
+    _softmax_forward(probs, logits, B, T, V, Vp, _pool(1 if B * T >= workers else 3 * B * T))
+
+
+LANES = 16  # running maxima in _largest: a 512-bit vector of float32
+
+
+@njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+def _largest(x):
+    """max(x), x 1-D, in LANES running maxima: LLVM vectorizes those, and leaves a single
+    running max scalar (dev/sampling/sampler.py, whose draw met it first)."""
+    n = x.shape[0]
+    lanes = np.full(LANES, -np.inf, np.float32)
+    for i in range(n // LANES):
+        for j in range(LANES):
+            lanes[j] = max(lanes[j], x[LANES * i + j])
+    largest = lanes.max()
+    for i in range(n // LANES * LANES, n):
+        largest = max(largest, x[i])
+    return largest
 
 
 @jit
 def _softmax_forward(probs, logits, B, T, V, Vp, K):
+    # the loops run over 1-D views of a row (or of a worker's part of it): with the
+    # offsets in a 3-D index inside a parallel region LLVM did not vectorize them
+    # (dev/profile/small_kernels.py shows the same for the elementwise kernels)
     if B * T >= K:
         for w in prange(K):
             lo, hi = chunk(B * T, K, w)
             for bt in range(lo, hi):
                 b, t = bt // T, bt % T
-                maxval = np.float32(-np.inf)
-                for i in range(V):
-                    maxval = max(maxval, logits[b, t, i])
+                x, p = logits[b, t, :V], probs[b, t, :V]
+                maxval = _largest(x)
                 total = np.float32(0.0)
                 for i in range(V):
-                    probs[b, t, i] = fast_exp(logits[b, t, i] - maxval)
-                    total += probs[b, t, i]
+                    p[i] = fast_exp(x[i] - maxval)
+                    total += p[i]
                 for i in range(V):
-                    probs[b, t, i] /= total
+                    p[i] /= total
                 for i in range(V, Vp):
                     probs[b, t, i] = np.float32(0.0)
         return
@@ -540,23 +655,22 @@ def _softmax_forward(probs, logits, B, T, V, Vp, K):
         b, t = bt // T, bt % T
         for w in prange(K):
             lo, hi = chunk(V, K, w)
-            m = np.float32(-np.inf)
-            for j in range(hi - lo):
-                m = max(m, logits[b, t, lo + j])
-            part[w] = m
+            part[w] = _largest(logits[b, t, lo:hi])
         maxval = part.max()
         for w in prange(K):
             lo, hi = chunk(V, K, w)
+            x, p = logits[b, t, lo:hi], probs[b, t, lo:hi]
             total = np.float32(0.0)
             for j in range(hi - lo):
-                e = fast_exp(logits[b, t, lo + j] - maxval)
-                probs[b, t, lo + j] = e
+                e = fast_exp(x[j] - maxval)
+                p[j] = e
                 total += e
             part[w] = total
         total = part.sum()
         for w in prange(K):
             lo, hi = chunk(V, K, w)
+            p = probs[b, t, lo:hi]
             for j in range(hi - lo):
-                probs[b, t, lo + j] /= total
+                p[j] /= total
         for i in range(V, Vp):
             probs[b, t, i] = np.float32(0.0)

@@ -140,6 +140,17 @@ def residual_forward(out, inp1, inp2, N):
 
 
 @jit
+def fused_residual_forward(residual, normed, mean, rstd, inp1, inp2, weight, bias, N, C):
+    """residual (N,C) = inp1 (N,C) + inp2 (N,C), then normed (N,C), mean, rstd (N,) its
+    layernorm with weight, bias (C,): llm.c's fused_residual_forward5 (train_gpt2.cu),
+    where the stream leaves a layer and meets the next layernorm. Here the definition:
+    residual_forward, then layernorm_forward, over the N = B*T positions."""
+    residual_forward(residual.reshape(N * C), inp1.reshape(N * C), inp2.reshape(N * C), N * C)
+    layernorm_forward(normed.reshape(1, N, C), mean.reshape(1, N), rstd.reshape(1, N), residual.reshape(1, N, C),
+                      weight, bias, 1, N, C)
+
+
+@jit
 def softmax_forward(probs, logits, B, T, V, Vp):
     """probs (B,T,Vp) = softmax of logits (B,T,Vp) over the first V entries; the padding
     entries V..Vp-1 get probability 0."""

@@ -12,11 +12,17 @@ import importlib
 from gptpy import backends, serial
 from gptpy.checkpoint import bf16_to_float32, float32_to_bf16
 from gptpy.model import KERNELS
+from gptpy.parallel.kernels import ON_CALLER
 from gptpy.dtypes import QBLOCK
 from gptpy.weights import quantize_int8
 from reference import causal_attention, gelu, layernorm, softmax
 
 SHAPES = [(1, 1, 20, 1), (1, 7, 36, 3), (2, 5, 12, 4)]  # (B, T, C, NH)
+# the parallel backend runs kernels of at most ON_CALLER values on the calling thread,
+# larger ones on the pool: shapes and sizes on both sides of it
+POOLED_SHAPES = [(2, 300, 64, 4)]
+SIZES = [1, 37, 1000, ON_CALLER + 1, 3 * ON_CALLER + 5]
+assert all(B * T * C > ON_CALLER for B, T, C, _ in POOLED_SHAPES) and all(B * T * C <= ON_CALLER for B, T, C, _ in SHAPES)
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 
@@ -32,17 +38,17 @@ def rand(rng, *shape, scale=1.0):
 @pytest.mark.parametrize("package", ["serial", "parallel", "gpu"])
 def test_every_backend_has_the_serial_kernels_with_their_signatures(package):
     module = importlib.import_module(f"gptpy.{package}")  # gpu imports without a GPU
-    for name in KERNELS:
+    for name in KERNELS + ("residual_forward",):
         serial_signature = inspect.signature(getattr(serial, name).py_func)
         backend_kernel = getattr(module, name)
         backend_signature = inspect.signature(getattr(backend_kernel, "py_func", backend_kernel))
         assert backend_signature == serial_signature, name
 
 
-@pytest.mark.parametrize("B,T,C,NH", SHAPES)
+@pytest.mark.parametrize("B,T,C,NH", SHAPES + POOLED_SHAPES)
 def test_encoder_forward(kernels, B, T, C, NH):
     rng = np.random.default_rng(1)
-    Vp, maxT = 13, 9
+    Vp, maxT = 13, max(T, 9)
     wte, wpe = rand(rng, Vp, C), rand(rng, maxT, C)
     inp = rng.integers(0, Vp, (B, T)).astype(np.int32)
     out = np.full((B, T, C), np.nan, dtype=np.float32)
@@ -50,7 +56,7 @@ def test_encoder_forward(kernels, B, T, C, NH):
     np.testing.assert_allclose(out, wte[inp] + wpe[:T], **TOL)
 
 
-@pytest.mark.parametrize("B,T,C,NH", SHAPES)
+@pytest.mark.parametrize("B,T,C,NH", SHAPES + POOLED_SHAPES)
 def test_layernorm_forward(kernels, B, T, C, NH):
     rng = np.random.default_rng(2)
     inp = rand(rng, B, T, C, scale=3.0) + 1.5
@@ -139,7 +145,7 @@ def test_the_parallel_backends_exp_is_within_an_ulp_of_exp():
     assert fast_exp(np.float32(1000)) == np.float32(np.exp(np.float64(EXP_MAX)))  # finite: gelu's x / (e + 1) is 0
 
 
-@pytest.mark.parametrize("N", [1, 37, 1000])
+@pytest.mark.parametrize("N", SIZES)
 def test_gelu_forward(kernels, N):
     rng = np.random.default_rng(5)
     inp = rand(rng, N, scale=4.0)
@@ -149,13 +155,32 @@ def test_gelu_forward(kernels, N):
     np.testing.assert_allclose(out, gelu(inp.astype(np.float64)), **TOL)
 
 
-@pytest.mark.parametrize("N", [1, 37, 1000])
+@pytest.mark.parametrize("N", SIZES)
 def test_residual_forward(kernels, N):
     rng = np.random.default_rng(6)
     inp1, inp2 = rand(rng, N), rand(rng, N)
     out = np.full(N, np.nan, dtype=np.float32)
     kernels.residual_forward(out, inp1, inp2, N)
     np.testing.assert_array_equal(out, inp1 + inp2)  # one float32 addition: exact
+
+
+@pytest.mark.parametrize("B,T,C,NH", SHAPES + POOLED_SHAPES)
+def test_fused_residual_forward_is_residual_then_layernorm(kernels, B, T, C, NH):
+    """Against its definition, serial residual_forward then layernorm_forward, on the
+    (B,T,C) buffers the forward pass gives it (N = B*T positions)."""
+    rng = np.random.default_rng(8)
+    inp1, inp2 = rand(rng, B, T, C, scale=2.0), rand(rng, B, T, C) + 0.5
+    weight, bias = rand(rng, C), rand(rng, C)
+    outputs = [np.full((B, T, C), np.nan, np.float32), np.full((B, T, C), np.nan, np.float32),
+               np.full((B, T), np.nan, np.float32), np.full((B, T), np.nan, np.float32)]
+    kernels.fused_residual_forward(*outputs, inp1, inp2, weight, bias, B * T, C)
+    residual = np.empty((B, T, C), np.float32)
+    serial.residual_forward(residual.reshape(-1), inp1.reshape(-1), inp2.reshape(-1), B * T * C)
+    expected = [residual, np.empty((B, T, C), np.float32), np.empty((B, T), np.float32), np.empty((B, T), np.float32)]
+    serial.layernorm_forward(expected[1], expected[2], expected[3], residual, weight, bias, B, T, C)
+    np.testing.assert_array_equal(outputs[0], expected[0])  # one float32 addition: exact
+    for got, want in zip(outputs[1:], expected[1:]):
+        np.testing.assert_allclose(got, want, **TOL)
 
 
 @pytest.mark.parametrize("B,T,V,Vp,spread", [(1, 1, 7, 7, 5.0), (1, 3, 101, 128, 5.0), (2, 2, 50, 64, 5.0),
