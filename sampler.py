@@ -24,7 +24,7 @@ token where its uniform number falls within about 1e-6 of a step of the distribu
 import numpy as np
 from numba import njit
 
-from .parallel.kernels import fast_exp
+from .parallel.kernels import _largest, fast_exp
 
 COIN = 0.5  # gpt.c samples with a fixed coin: the output is a function of the input
 
@@ -85,14 +85,7 @@ def _column_maxima(x, n, columns):
             columns[c] = max(columns[c], x[g * width + c])
     m = width + n - GROUPS * width
     columns[width:m] = x[GROUPS * width:n]
-    lanes = np.full(GROUPS, columns[0])  # the same again, to find the largest of the columns
-    for i in range(m // GROUPS):
-        for j in range(GROUPS):
-            lanes[j] = max(lanes[j], columns[GROUPS * i + j])
-    largest = lanes.max()
-    for c in range(m // GROUPS * GROUPS, m):
-        largest = max(largest, columns[c])
-    return m, largest
+    return m, _largest(columns[:m])
 
 
 WEIGHT_BLOCK = 256  # weights _weights adds in float32 before adding their sum in float64

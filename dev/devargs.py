@@ -17,3 +17,16 @@ def parse(doc, more=()):
     from gptpy import backends
     args.kernels = backends.load("parallel", args.threads).kernels
     return args
+
+
+def median_us(f, rounds):
+    """The median time of `rounds` calls of f(), after one, in microseconds."""
+    import statistics
+    import time
+    f()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - start)
+    return 1e6 * statistics.median(times)

@@ -6,9 +6,6 @@ parallel backend runs kernels of at most ON_CALLER values on the caller.
 
     python dev/profile/small_kernels.py [--threads K] [--rounds R]
 """
-import statistics
-import time
-
 import numpy as np
 import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
@@ -20,13 +17,7 @@ rng = np.random.default_rng(0)
 
 
 def median_us(f):
-    f()
-    times = []
-    for _ in range(args.rounds):
-        start = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - start)
-    return 1e6 * statistics.median(times)
+    return devargs.median_us(f, args.rounds)
 
 
 print(f"ON_CALLER = {pk.ON_CALLER} values; an empty parallel region: {1e6 * pk.fork_join_seconds():.1f} us")

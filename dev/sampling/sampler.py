@@ -8,12 +8,12 @@ of interleaved rounds, in microseconds.
     python dev/sampling/sampler.py [--rounds R]
 """
 import argparse
-import statistics
-import time
 
 import numpy as np
 
 from gptpy.sampler import Sampler, reshape
+import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
+import devargs  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--rounds", type=int, default=200)
@@ -31,13 +31,7 @@ def numpy_draw(probabilities, options, rng):
 
 
 def median_us(f):
-    f()
-    times = []
-    for _ in range(args.rounds):
-        start = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - start)
-    return 1e6 * statistics.median(times)
+    return devargs.median_us(f, args.rounds)
 
 
 rng = np.random.default_rng(0)
