@@ -78,6 +78,27 @@ class Backend:
         return load_checkpoint(path, dtype or (None if self.name != "cuda" else "fp32"))
 
 
+# a compiled kernel body every run of a CPU backend calls, with the same types whatever the
+# weights: whether numba's cache holds it for this CPU tells a first run
+ALWAYS_CALLED = {"parallel": "_attention_forward", "serial": "attention_forward"}
+
+
+def compiled_here(backend):
+    """False when numba's cache holds no machine code of the backend's kernels for this
+    CPU: the run compiles them first (tens of seconds; `make install` does it ahead).
+    True for the GPU, and where numba's cache cannot be read as this numba's is."""
+    if backend.name not in ALWAYS_CALLED:
+        return True
+    try:
+        import importlib
+        from numba.core.registry import cpu_target
+        kernels = importlib.import_module(f"{__package__}.{backend.name}.kernels")
+        index = getattr(kernels, ALWAYS_CALLED[backend.name])._cache._cache_file._load_index()
+        return any(key[1] == cpu_target.target_context.codegen().magic_tuple() for key in index)
+    except Exception:  # numba's internals moved: say nothing rather than fail
+        return True
+
+
 def available():
     """The backends this process can run: cuda only where numba sees a GPU (or its
     simulator, NUMBA_ENABLE_CUDASIM=1)."""

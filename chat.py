@@ -1,16 +1,20 @@
 """chat: type text, read GPT-2's continuation.
 
-    python chat.py [--model PATH] [--backend NAME] [--threads K] [-n N] [--temperature T ...]
+    python chat.py [--model PATH] [--max-new-tokens N] [--conversation] [--temperature T ...]
     > hello there
     <the completion, streamed as gpt samples it>
 
 Text is encoded with GPT-2's BPE (tiktoken), one `gpt --stdin` process per session
-completes the ids to N tokens in total (its gpt.c contract: at most N-1 go in, so only
-the text's last N-1 tokens are kept), and its token ids are decoded back to text as they
-arrive. The model and the kernels load once, at the first prompt; a turn after that
-costs its tokens. Ctrl-C stops a completion (its gpt is ended, and the next prompt
-starts another), Ctrl-C at the prompt or Ctrl-D exits. `--once TEXT` completes one text;
-when stdin is not a terminal, each line is a prompt.
+completes the ids with N new tokens (10 unless --max-new-tokens says otherwise; the text
+is cut to its last tokens only where it and its answer would pass the model's context),
+and its token ids are decoded back to text as they arrive. `-n N` asks for gpt.c's
+contract instead: N tokens in total, the text's last N-1 at most. With --conversation
+the context is everything said so far, the lines and the answers, and gpt keeps it in
+its KV cache: a turn costs its own tokens. The model and the kernels load once, at the
+first prompt. Ctrl-C stops a completion (its gpt is ended, and the next prompt starts
+another; in a conversation the tokens already shown stay in it), Ctrl-C at the prompt
+or Ctrl-D exits. `--once TEXT` completes one text; when stdin is not a terminal, each
+line is a prompt.
 """
 
 import codecs
@@ -71,14 +75,15 @@ class Gpt:
     reach chat's stderr as they are. Whatever way chat ends, its gpt ends too: chat
     closes gpt's input (or kills it), and the kernel kills it if chat dies first."""
 
-    def __init__(self, options, n):
-        self.command = [*GPT, "--stdin", "-n", str(n), *options]
+    def __init__(self, options, length):
+        self.command = [*GPT, "--stdin", *length, *options]
         self.proc = None
         self.busy = False  # a request sent whose answer has not been read to its end
+        self.held = None  # the context this gpt holds from its last completion (its ids), if known
 
-    def complete(self, ids):
+    def complete(self, ids, more=False):
         """Yields the completion's ids as gpt prints them; raises GptEnded if gpt ends
-        before the completion does."""
+        before the completion does. `more`: the ids continue the context gpt holds."""
         if self.proc is not None and self.proc.poll() is not None:  # it ended between prompts
             cli.say(f"gpt-chat: gpt had ended ({ended(self.end())}); starting another")
         if self.proc is None:
@@ -87,7 +92,7 @@ class Gpt:
                                          start_new_session=True, preexec_fn=_die_with_parent)
         self.busy = True
         try:
-            self.proc.stdin.write((" ".join(map(str, ids)) + "\n").encode())
+            self.proc.stdin.write(("+ " * more + " ".join(map(str, ids)) + "\n").encode())
             self.proc.stdin.flush()
         except BrokenPipeError:
             pass  # gpt has ended: its stdout says so below
@@ -99,7 +104,7 @@ class Gpt:
 
     def end(self):
         """Ends gpt (if it still runs): its exit code, negative for a signal."""
-        proc, self.proc, self.busy = self.proc, None, False
+        proc, self.proc, self.busy, self.held = self.proc, None, False, None
         if proc is None:
             return 0
         if proc.poll() is None:
@@ -146,54 +151,115 @@ def _die_with_parent():
         pass
 
 
-def complete(encoding, text, gpt, n):
+class Turns:
+    """What each line sends gpt. `total`: gpt.c's n tokens in total, the text's last n-1
+    at most; otherwise `new` tokens after the text, which is cut only where it and its
+    answer would pass the model's `context`. With `conversation`, the ids said so far
+    (`said`: the lines' and the answers', each line's ids right after the last answer's)
+    come before the text; when they would pass the context the oldest are dropped, and
+    gpt computes the rest once more."""
+
+    def __init__(self, context, total=None, new=10, conversation=False):
+        self.context, self.total, self.new, self.conversation = context, total, new, conversation
+        self.said = []
+
+    def prompt(self, ids, gpt):
+        """(the ids to send, whether they continue the context gpt holds)."""
+        if self.total is not None:
+            if len(ids) > self.total - 1:
+                cli.say(f"(the text is {len(ids)} tokens; gpt takes at most {self.total - 1}: "
+                        f"keeping the last {self.total - 1})")
+                ids = ids[-(self.total - 1):]
+            return ids, False
+        room = self.context - min(self.new, self.context - 1)  # the tokens a prompt may have
+        if not self.conversation:
+            if len(ids) > room:
+                cli.say(f"(the text is {len(ids)} tokens; the model's context of {self.context} leaves room "
+                        f"for {room} before {self.context - room} new ones: keeping the last {room})")
+                ids = ids[-room:]
+            return ids, False
+        context = self.said + ids
+        if len(context) > room:  # keep the newest half, so that the next turns have room again
+            keep = max(room // 2, min(len(ids), room))
+            cli.say(f"(the conversation passes the model's context of {self.context} tokens: "
+                    f"dropping its oldest {len(context) - keep})")
+            return context[-keep:], False
+        if gpt.held is not None and gpt.held == self.said:
+            return ids, True
+        return context, False
+
+    def answered(self, sent, more, gpt, answer, whole):
+        """A completion of `sent` gave `answer` (`whole`: to its end, gpt still running)."""
+        if not self.conversation or not answer:  # no answer: gpt refused the request, its context as it was
+            return
+        self.said = (self.said if more else []) + sent + answer
+        gpt.held = self.said if whole else None
+
+
+def complete(encoding, text, gpt, turns):
     """Streams the completion of `text` to stdout; returns 0, 1 if gpt failed (it says
     why on stderr itself), or 130 if interrupted."""
-    ids = encoding.encode(text, disallowed_special=())  # "<|endoftext|>" typed is text
-    if len(ids) > n - 1:
-        cli.say(f"(the text is {len(ids)} tokens; gpt takes at most {n - 1}: keeping the last {n - 1})")
-        ids = ids[-(n - 1):]
-    tokens, code = 0, 0
+    ids, more = turns.prompt(encoding.encode(text, disallowed_special=()), gpt)  # "<|endoftext|>" typed is text
+    answer, code = [], 0
+
+    def received():
+        for token in gpt.complete(ids, more):
+            answer.append(token)
+            yield token
+
     try:
-        for piece in decode_stream(encoding, gpt.complete(ids)):
+        for piece in decode_stream(encoding, received()):
             cli.out(piece)
-            tokens += 1
     except KeyboardInterrupt:  # the completion is abandoned: a new gpt keeps the protocol in step
         cli.signal_handled()
         gpt.end()
         code = 130
     except GptEnded as e:
+        code = 1
         if e.code < 0:  # a signal: gpt said nothing itself
-            if tokens:
+            turns.answered(ids, more, gpt, answer, False)
+            if answer:
                 cli.out("\n")
             cli.say(f"gpt-chat: error: gpt was ended {ended(e.code)} mid-completion")
             return 1
-        code = 1
-    if tokens > 1 or code == 130:  # the last piece is the decoder's flush, not a token
+    turns.answered(ids, more, gpt, answer, code == 0)
+    if answer or code == 130:
         cli.out("\n")
     return code
 
 
-def check_vocabulary(model):
-    """Refuses, at start, a model whose ids GPT-2's encoding cannot decode."""
+def model_config(model):
+    """The model's GPT2Config, or None if its header cannot be read (gpt says why, in its
+    own line, at the first prompt). Refuses, at start, a model whose ids GPT-2's
+    encoding cannot decode."""
     from .checkpoint import CheckpointError, read_header
     try:
         _, config = read_header(model)
     except CheckpointError:
-        return  # gpt says what is wrong with it, in its own line, at the first prompt
+        return None
     if config.vocab_size > GPT2_VOCAB:
         raise Failure(f"{model}: a vocabulary of {config.vocab_size} tokens; chat decodes with "
                       f"GPT-2's encoding, which has {GPT2_VOCAB}")
+    return config
 
 
 def parse_args(argv):
     parser = cli.ArgumentParser(prog="gpt-chat", description="Type text, read GPT-2's continuation "
                                      "(the gpt CLI completes it; tiktoken encodes and decodes).")
-    parser.add_argument("-n", type=cli.integer(2, 2**31 - 1), default=10, metavar="N",
-                        help="tokens in total, the text's included (default: 10, as gpt.c)")
+    parser.add_argument("--max-new-tokens", type=cli.integer(1, 2**31 - 1), metavar="N",
+                        help="new tokens after each text (default: 10), within the model's context")
+    parser.add_argument("-n", type=cli.integer(2, 2**31 - 1), metavar="N",
+                        help="instead: gpt.c's N tokens in total, the text's last N-1 at most")
+    parser.add_argument("--conversation", action="store_true",
+                        help="keep everything said so far, the lines and the answers, as the context of "
+                             "the next line (in gpt's KV cache: a turn costs its own tokens)")
     parser.add_argument("--once", metavar="TEXT", help="complete TEXT, print the completion and exit")
     passed_on = cli.add_generation_options(parser, whose="gpt's ")
     args = parser.parse_args(argv)
+    if args.n is not None and args.max_new_tokens is not None:
+        parser.error("give --max-new-tokens (new tokens) or -n (tokens in total, as gpt.c), not both")
+    if args.n is not None and args.conversation:
+        parser.error("--conversation counts new tokens: give --max-new-tokens, not -n")
     options = [f"--{name.replace('_', '-')}={value}" for name in passed_on  # to gpt as they are
                if (value := getattr(args, name)) is not None]
     return args, options
@@ -201,22 +267,24 @@ def parse_args(argv):
 
 def run(argv):
     args, options = parse_args(argv)
-    check_vocabulary(args.model)
+    config = model_config(args.model)
     cli.flush_stdout()  # stdout closed or full: say so before the first prompt
     for stream in (sys.stdin, sys.stdout):  # bytes the locale cannot decode or encode: U+FFFD / "?"
         if stream is not None:
             stream.reconfigure(errors="replace")
     encoding = gpt2_encoding()
-    gpt = Gpt(options, args.n)
+    new = args.max_new_tokens or 10
+    gpt = Gpt(options, ["-n", str(args.n)] if args.n else ["--max-new-tokens", str(new)])
+    turns = Turns(config.max_seq_len if config else 1024, args.n, new, args.conversation)
     try:
         if args.once is not None:
-            return complete(encoding, args.once, gpt, args.n)
-        return converse(encoding, gpt, args.n)
+            return complete(encoding, args.once, gpt, turns)
+        return converse(encoding, gpt, turns)
     finally:
         gpt.close()
 
 
-def converse(encoding, gpt, n):
+def converse(encoding, gpt, turns):
     interactive = sys.stdin is not None and sys.stdin.isatty()
     if interactive:
         import readline  # noqa: F401  (input() then keeps a history on the arrow keys)
@@ -234,7 +302,7 @@ def converse(encoding, gpt, n):
             return status
         text = text.rstrip("\n")
         if text.strip():
-            code = complete(encoding, text, gpt, n)
+            code = complete(encoding, text, gpt, turns)
             status = status or code
 
 

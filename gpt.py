@@ -32,8 +32,11 @@ def parse_args(argv):
                "2 a bad argument; 130 Ctrl-C, 143 SIGTERM; 141 stdout's reader left. "
                "example: gpt 31373 612   (\"hello there\"; chat.py takes text instead)")
     parser.add_argument("tokens", nargs="*", metavar="TOKEN", help="GPT-2 token ids, 0 <= id < vocab size")
-    parser.add_argument("-n", type=cli.integer(1, 2**31 - 1), default=10, metavar="N",
+    parser.add_argument("-n", type=cli.integer(1, 2**31 - 1), metavar="N",
                         help="tokens in total, the input included (default: 10, as gpt.c)")
+    parser.add_argument("--max-new-tokens", type=cli.integer(1, 2**31 - 1), metavar="N",
+                        help="instead of -n: N new tokens after the input, whatever its length, up to the "
+                             "model's context")
     parser.add_argument("--recompute", action="store_true",
                         help="run the whole prefix every step, as gpt.c does, instead of using a KV cache")
     parser.add_argument("--profile", action="store_true",
@@ -41,23 +44,28 @@ def parse_args(argv):
     parser.add_argument("--stdin", action="store_true",
                         help="load the model once, then complete each line of standard input (token ids "
                              "separated by spaces): the new ids one per line, then an empty line; a bad "
-                             "line gets one error line on stderr and an empty completion")
+                             "line gets one error line on stderr and an empty completion. A line that "
+                             "starts with + continues the last completion's context (kept in the KV cache)")
     cli.add_generation_options(parser)
     return parser, parser.parse_args(argv)
 
 
-MAX_LINE = 1 << 16  # bytes of a --stdin request; a context of 1024 ids is under 7 KB
+MAX_LINE = (1 << 16) + 1  # bytes of a --stdin request and its newline; a context of 1024 ids is under 7 KB
 
 
 def run(argv):
     parser, args = parse_args(argv)
     if args.stdin and args.tokens:
         parser.error("--stdin reads the token ids from standard input, not from the command line")
+    if args.n is not None and args.max_new_tokens is not None:
+        parser.error("give -n (tokens in total, as gpt.c) or --max-new-tokens (new tokens), not both")
+    if args.max_new_tokens is None and args.n is None:
+        args.n = 10  # gpt.c's
     if not args.stdin:  # gpt.c's own checks and messages, kept exactly
         if not args.tokens:
             print("Provide at least one token.", file=sys.stderr)
             return 1
-        if len(args.tokens) > args.n - 1:
+        if args.n is not None and len(args.tokens) > args.n - 1:
             print("Too many tokens.", file=sys.stderr)
             return 1
     tokens = [parse_token(text) for text in args.tokens]
@@ -69,6 +77,9 @@ def run(argv):
         backend = backends.load(args.backend, args.threads)
     except ValueError as e:  # no GPU, or more threads than numba allows
         raise Failure(str(e), code=2) from None
+    if not backends.compiled_here(backend):
+        cli.say("gpt: a first run on this CPU: compiling the kernels into numba's cache, once "
+                "(up to a minute; later runs load them)")
     from .checkpoint import MissingCheckpoint
     from .model import Generator, ProfiledKernels
     try:
@@ -76,15 +87,24 @@ def run(argv):
     except MissingCheckpoint as e:
         raise Failure(f"{e}; `make model` downloads GPT-2 124M, or pass --model PATH") from None
     config = checkpoint.config
-    if args.n > config.max_seq_len:
+    if args.n is not None and args.n > config.max_seq_len:
         parser.error(f"-n {args.n} is beyond the model's context of {config.max_seq_len} tokens")
     check_vocabulary(args, args.tokens, tokens, config)
+    if args.max_new_tokens is not None and not args.stdin:
+        check_room(tokens, config)
+        if len(tokens) + args.max_new_tokens > config.max_seq_len:
+            cli.say(f"gpt: {config.max_seq_len - len(tokens)} new tokens, not {args.max_new_tokens}: the model's "
+                    f"context is {config.max_seq_len} tokens")
 
     from .sampler import Sampler
     kernels = ProfiledKernels(backend.kernels) if args.profile else backend.kernels
     sampler = Sampler(args.temperature, args.top_k, args.top_p, args.seed)
-    model = Generator(kernels, checkpoint, args.n, args.recompute or args.backend == "serial", sampler)
-    code = serve(model, args) if args.stdin else complete(model, tokens)
+    # the most tokens a completion holds: -n's, or the prompt and its new tokens, or (for
+    # --stdin's varied prompts and continued contexts) the whole context
+    positions = args.n or (config.max_seq_len if args.stdin else min(len(tokens) + args.max_new_tokens,
+                                                                        config.max_seq_len))
+    model = Generator(kernels, checkpoint, positions, args.recompute or args.backend == "serial", sampler)
+    code = serve(model, args) if args.stdin else complete(model, tokens, total(args, len(tokens), config))
     if args.profile:
         cli.say(kernels.report())
         cli.say(pool_line(backend))
@@ -99,42 +119,63 @@ def pool_line(backend):
     return f"pool: {numba.get_num_threads()} workers"
 
 
-def complete(model, tokens):
-    for token in model.complete(tokens):
+def total(args, context, config):
+    """The tokens a context of `context` tokens is completed to: -n's total, or
+    --max-new-tokens more, within the model's context."""
+    return args.n if args.n is not None else min(context + args.max_new_tokens, config.max_seq_len)
+
+
+def check_room(tokens, config):
+    """--max-new-tokens: a context the model's can hold, with room for a new token."""
+    if len(tokens) >= config.max_seq_len:
+        raise Failure(f"{len(tokens)} tokens fill the model's context of {config.max_seq_len}: "
+                      f"no room for a new one", code=2)
+
+
+def complete(model, tokens, n, more=False):
+    for token in model.complete(tokens, n, more):
         cli.out(f"{token}\n")  # flushed: callers read tokens as they come
     return 0
 
 
 def serve(model, args):
     """--stdin: a completion for each line, ended by an empty line; 1 if any line failed.
-    A bad line is said and answered empty; a failure to write the answers ends gpt."""
+    A bad line is said and answered empty (and leaves the context as it was); a failure
+    to write the answers ends gpt. A line that starts with "+" continues the context of
+    the last completion (its prompt and its tokens, all of them even if it was cut
+    short); with no completion before, it starts one."""
     failed = False
     while line := sys.stdin.buffer.readline(MAX_LINE):
         try:
-            tokens = parse_request(line, args, model.config)
+            tokens, more = parse_request(line, args, model)
         except Failure as e:
             cli.say(f"gpt: error: {e}")
-            failed, tokens = True, []
-        if tokens:
-            complete(model, tokens)
+            failed, tokens, more = True, [], False
+        if tokens or more:
+            complete(model, tokens, total(args, model.context * more + len(tokens), model.config), more)
         cli.out("\n")
     return 1 if failed else 0
 
 
-def parse_request(line, args, config):
-    """The token ids of a --stdin line, checked as gpt's command line checks them."""
-    if not line.endswith(b"\n") and len(line) == MAX_LINE:
+def parse_request(line, args, model):
+    """(token ids, whether they continue the context) of a --stdin line, checked as gpt's
+    command line checks them, counting the context they continue."""
+    if not line.endswith(b"\n") and len(line) >= MAX_LINE:
         while (rest := sys.stdin.buffer.readline(MAX_LINE)) and not rest.endswith(b"\n"):
             pass
-        raise Failure(f"a request of over {MAX_LINE} bytes")
-    texts = line.decode("utf-8", errors="replace").split()
-    if not texts:
+        raise Failure(f"a request of over {MAX_LINE - 1} bytes")
+    text = line.decode("utf-8", errors="replace").strip()
+    more = text.startswith("+") and model.context > 0
+    texts = text.removeprefix("+").split()
+    if not texts and not more:
         raise Failure("no token ids on the line")
-    if len(texts) > args.n - 1:
-        raise Failure(f"{len(texts)} tokens: -n {args.n} takes at most {args.n - 1}")
     tokens = [parse_token(text) for text in texts]
-    check_vocabulary(args, texts, tokens, config)
-    return tokens
+    check_vocabulary(args, texts, tokens, model.config)
+    held = model.context * more + len(tokens)  # the context the completion starts from
+    if args.n is not None and held > args.n - 1:
+        raise Failure(f"{held} tokens: -n {args.n} takes at most {args.n - 1}")
+    check_room(range(held), model.config)
+    return tokens, more
 
 
 def parse_token(text):

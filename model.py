@@ -21,10 +21,11 @@ KERNELS = ("encoder_forward", "layernorm_forward", "matmul_forward", "attention_
            "gelu_forward", "fused_residual_forward", "softmax_forward")
 
 
-def activation_table(config, B, Tq, T):
-    """[(name, shape)] of the buffers a forward over Tq new of T positions needs. Unlike
-    llm.c's training code, the layers share one set of buffers (inference keeps no
-    history) except `qkv`, which keeps every layer's keys and values: the KV cache."""
+def activation_table(config, B, Tq, T, all_logits=True):
+    """[(name, shape)] of the buffers a forward over Tq new of T positions needs (logits
+    at the last position only unless `all_logits`). Unlike llm.c's training code, the
+    layers share one set of buffers (inference keeps no history) except `qkv`, which
+    keeps every layer's keys and values: the KV cache."""
     L, C, NH, Vp = config.num_layers, config.channels, config.num_heads, config.padded_vocab_size
     return [
         ("qkv", (L, B, T, 3 * C)),  # the query, key and value vectors of every position
@@ -38,18 +39,20 @@ def activation_table(config, B, Tq, T):
         ("fch", (B, Tq, 4 * C)), ("fch_gelu", (B, Tq, 4 * C)),
         ("fcproj", (B, Tq, C)),
         ("lnf", (B, Tq, C)), ("lnf_mean", (B, Tq)), ("lnf_rstd", (B, Tq)),
-        ("logits", (B, Tq, Vp)), ("probs", (B, Tq, Vp)),
+        ("logits", (B, Tq if all_logits else 1, Vp)), ("probs", (B, Tq if all_logits else 1, Vp)),
     ]
 
 
 class Activations:
     """Buffers for up to B x maxT positions, allocated once. `shaped(B, Tq, T)` views
     them with the shapes for Tq new of T positions, contiguous as the kernels expect
-    (the cache's view `qkv[l]` of its first T positions is, for B = 1)."""
+    (the cache's view `qkv[l]` of its first T positions is, for B = 1). Without
+    `all_logits`, they hold the logits of one position (gpt2_forward's last_only): a
+    long context's generation needs no Tq x vocabulary rows."""
 
-    def __init__(self, config, B, maxT, zeros=HostMemory.zeros):
-        self.config = config
-        table = activation_table(config, B, maxT, maxT)
+    def __init__(self, config, B, maxT, zeros=HostMemory.zeros, all_logits=True):
+        self.config, self.all_logits = config, all_logits
+        table = activation_table(config, B, maxT, maxT, all_logits)
         need_memory(4 * sum(math.prod(shape) for _, shape in table), f"{B} x {maxT} positions' activations")
         self.flat = {name: zeros(math.prod(shape)) for name, shape in table}
         self.qkv = self.flat["qkv"].reshape(config.num_layers, B, maxT, 3 * config.channels)
@@ -60,7 +63,7 @@ class Activations:
 
     def shaped(self, B, Tq, T):
         views = {name: self.flat[name][:math.prod(shape)].reshape(shape)
-                 for name, shape in activation_table(self.config, B, Tq, T) if name != "qkv"}
+                 for name, shape in activation_table(self.config, B, Tq, T, self.all_logits) if name != "qkv"}
         views["qkv"] = self.qkv[:, :, :T]
         return views
 
@@ -72,6 +75,8 @@ def gpt2_forward(kernels, params, config, acts, inputs, B, T, T0=0, last_only=Fa
     before: their keys and values are in its cache. T0 = 0 and all logits is llm.c's
     gpt2_forward, what gpt.c runs every step. `kernels` is a backend module, `params` a
     checkpoint's tensors."""
+    if not (last_only or acts.all_logits):
+        raise ValueError("these activations hold one position's logits: last_only=True")
     V, Vp = config.vocab_size, config.padded_vocab_size
     L, NH, C = config.num_layers, config.num_heads, config.channels
     Tq = T - T0
@@ -117,35 +122,48 @@ class Generator:
         self.kernels, self.config, self.n, self.recompute = kernels, checkpoint.config, n, recompute
         self.memory = memory_of(kernels)
         self.params = self.memory.upload(checkpoint.params)  # the GPU's copy of the weights, made once
-        self.acts = Activations(self.config, 1, n - 1, self.memory.zeros)
+        self.acts = Activations(self.config, 1, n - 1, self.memory.zeros, all_logits=recompute)
         self.sampler = sampler or Sampler()
+        self.inputs = np.zeros((1, n), dtype=np.int32)
+        self.context = 0  # the tokens of the last completion: its prompt and the tokens it yielded
+        self.cached = 0  # positions whose keys and values are in acts
 
-    def complete(self, tokens):
-        """Yields the n - len(tokens) tokens that follow `tokens`, one forward pass each.
+    def complete(self, tokens, n=None, more=False):
+        """Yields the tokens that follow `tokens` until the context holds n (default
+        self.n, at most self.n) tokens, one forward pass each. With `more`, `tokens`
+        continue the last completion's context (its prompt and the tokens it yielded),
+        whose keys and values are still in the cache: only the new positions run.
         recompute: run the whole prefix every step, with logits at every position, as
         gpt.c does. Otherwise the prompt runs once and each later step runs only the new
         position against the KV cache, with logits at the last position only: same
         math, same tokens."""
-        config, n = self.config, self.n
-        inputs = np.zeros((1, n), dtype=np.int32)
-        inputs[0, :len(tokens)] = tokens
+        config, n = self.config, min(n or self.n, self.n)
+        start = self.context if more else 0
+        if start + len(tokens) >= n:
+            raise ValueError(f"{start + len(tokens)} tokens leave no room in a context of {n}")
+        if not more:
+            self.cached = 0
+        inputs = self.inputs
+        inputs[0, start:start + len(tokens)] = tokens
+        self.context = start + len(tokens)
         self.sampler.start()
-        cached = 0  # positions whose keys and values are in acts
-        for t in range(len(tokens), n):
-            start = time.perf_counter()
+        for t in range(self.context, n):
+            started = time.perf_counter()
             if self.recompute:
                 probs = gpt2_forward(self.kernels, self.params, config, self.acts, inputs, 1, t)
             else:
-                probs = gpt2_forward(self.kernels, self.params, config, self.acts, inputs, 1, t, cached, last_only=True)
-                cached = t
+                probs = gpt2_forward(self.kernels, self.params, config, self.acts, inputs, 1, t, self.cached,
+                                     last_only=True)
+                self.cached = t
             # gpt.c's coin reads the probabilities; temperature, top-k and top-p the logits
             logits = None if self.sampler.fixed_coin else self.memory.to_host(self.acts.logits_of(probs)[0, -1])
             chosen = time.perf_counter()
             next_token = self.sampler.next_token(self.memory.to_host(probs[0, -1]), logits, config.vocab_size)
             if isinstance(self.kernels, ProfiledKernels):
                 now = time.perf_counter()
-                self.kernels.add_step(now - start, now - chosen)
+                self.kernels.add_step(now - started, now - chosen)
             inputs[0, t] = next_token
+            self.context = t + 1
             yield next_token
 
 

@@ -16,7 +16,7 @@ SMALL = checkpoint.GPT2Config(max_seq_len=32, vocab_size=101, padded_vocab_size=
 
 
 # GPT-2's vocabulary with tiny layers: for prompts of real text ("hello there" is 31373 612)
-VOCAB_50257 = checkpoint.GPT2Config(max_seq_len=16, vocab_size=50257, padded_vocab_size=50304,
+VOCAB_50257 = checkpoint.GPT2Config(max_seq_len=64, vocab_size=50257, padded_vocab_size=50304,
                                     num_layers=1, num_heads=2, channels=16)
 
 

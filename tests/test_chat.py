@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gptpy import chat
+from gptpy.checkpoint import read_header
 from conftest import ROOT, VOCAB_50257, gpt_command
 
 CHAT = [sys.executable, str(ROOT / "chat.py")]
@@ -58,12 +59,21 @@ def test_a_character_split_across_tokens_waits_for_its_last_byte(encoding):
     assert "" in pieces  # a token that ended mid-character printed nothing yet
 
 
-def gpt_then_decode(encoding, model, text, n=10, backend="parallel", options=()):
-    """What `gpt` prints for the text's ids, decoded: what chat must show."""
-    ids = encoding.encode(text)[-(n - 1):]
-    done = subprocess.run([*gpt_command(), "--model", str(model), "-n", str(n), "--backend", backend, *options,
+def gpt_ids(model, ids, n=None, new=10, backend="parallel", options=()):
+    """The ids `gpt` prints after these: gpt.c's n in total (the last n-1 ids), or `new`
+    tokens after as many of the last ids as the model's context leaves room for."""
+    if n is not None:
+        ids, length = ids[-(n - 1):], ["-n", str(n)]
+    else:
+        ids, length = ids[-(read_header(model)[1].max_seq_len - new):], ["--max-new-tokens", str(new)]
+    done = subprocess.run([*gpt_command(), "--model", str(model), *length, "--backend", backend, *options,
                            *map(str, ids)], capture_output=True, text=True, check=True)
-    return encoding.decode([int(t) for t in done.stdout.split()])
+    return [int(t) for t in done.stdout.split()]
+
+
+def gpt_then_decode(encoding, model, text, n=None, new=10, backend="parallel", options=()):
+    """What `gpt` prints for the text's ids, decoded: what chat must show."""
+    return encoding.decode(gpt_ids(model, encoding.encode(text), n, new, backend, options))
 
 
 def test_once_prints_what_gpt_and_decode_give(encoding, make_model):
@@ -75,14 +85,17 @@ def test_once_prints_what_gpt_and_decode_give(encoding, make_model):
 
 def test_piped_lines_are_prompts(encoding, make_model):
     model = make_model(VOCAB_50257, confident=True)
-    lines = ["hello there", "", "The quick brown fox jumps over the lazy dog and keeps running"]
+    long = "The quick brown fox jumps over the lazy dog and keeps running"
+    lines = ["hello there", "", long, " ".join(6 * [long])]
     done = subprocess.run([*CHAT, "--model", str(model), "--backend", "serial", "--threads", "1"],
                           input="\n".join(lines) + "\n", capture_output=True, text=True)
     assert done.returncode == 0
     expected = [gpt_then_decode(encoding, model, line) for line in lines if line]
     assert done.stdout == "".join(text + "\n" for text in expected)
-    # the long line kept its last 9 tokens, and said so in one line
-    assert done.stderr.strip().splitlines() == ["(the text is 12 tokens; gpt takes at most 9: keeping the last 9)"]
+    # the longest line (72 tokens) kept the 54 that leave room for 10 new ones in a
+    # context of 64, and said so in one line
+    assert done.stderr.strip().splitlines() == [
+        "(the text is 72 tokens; the model's context of 64 leaves room for 54 before 10 new ones: keeping the last 54)"]
     assert gpts_of(model) == ""  # the end of input ended chat's gpt too
 
 
@@ -90,6 +103,95 @@ def test_n_passes_through(encoding, make_model):
     model = make_model(VOCAB_50257, confident=True)
     done = subprocess.run([*CHAT, "--model", str(model), "-n", "4", "--once", "hello there"], capture_output=True, text=True)
     assert done.stdout == gpt_then_decode(encoding, model, "hello there", n=4) + "\n"
+    done = subprocess.run([*CHAT, "--model", str(model), "--max-new-tokens", "3", "--once", "hello there"],
+                          capture_output=True, text=True)
+    assert done.stdout == gpt_then_decode(encoding, model, "hello there", new=3) + "\n"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-n", "4", "--max-new-tokens", "3"], "give --max-new-tokens (new tokens) or -n"),
+    (["-n", "4", "--conversation"], "--conversation counts new tokens: give --max-new-tokens, not -n"),
+    (["--max-new-tokens", "0"], "argument --max-new-tokens: must be at least 1, not 0"),
+])
+def test_bad_lengths(make_model, args, message):
+    done = subprocess.run([*CHAT, "--model", str(make_model(VOCAB_50257)), *args, "--once", "hi"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout == "" and message in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+
+
+SENTENCE = "The meaning of life, according to most philosophers, is that we"  # 13 tokens
+
+
+def test_a_sentence_gets_ten_new_tokens(encoding, make_model):
+    model = make_model(VOCAB_50257, confident=True)
+    ids = encoding.encode(SENTENCE)
+    answer = gpt_ids(model, ids)
+    assert len(ids) == 13 and len(answer) == 10
+    child = spawn("--model", model)
+    child.sendline(SENTENCE)
+    child.expect_exact(SENTENCE + "\r\n" + encoding.decode(answer).replace("\n", "\r\n") + "\r\n> ")
+    child.sendeof()
+    child.expect(pexpect.EOF)
+
+
+def test_a_conversation_turn_sees_the_turns_before(encoding, make_model):
+    """--conversation: the second line's answer is the one gpt gives the first line's ids,
+    its answer's and the second line's, all in one request; one gpt, which kept the
+    first turn in its cache, answered both."""
+    model = make_model(VOCAB_50257, confident=True)
+    first, second = encoding.encode("hello there"), encoding.encode(" how are you?")
+    first_answer = gpt_ids(model, first)
+    second_answer = gpt_ids(model, first + first_answer + second)
+    assert second_answer != gpt_ids(model, second)  # the first turn makes a difference
+    child = spawn("--model", model, "--conversation")
+    child.sendline("hello there")
+    child.expect_exact(encoding.decode(first_answer).replace("\n", "\r\n") + "\r\n> ")
+    pid = gpts_of(model)
+    child.sendline(" how are you?")
+    child.expect_exact(encoding.decode(second_answer).replace("\n", "\r\n") + "\r\n> ")
+    assert pid and gpts_of(model) == pid
+    child.sendeof()
+    child.expect(pexpect.EOF)
+
+
+def test_a_conversation_past_the_context_keeps_its_newest_half(encoding, make_model):
+    """Each line's answer is gpt's to the conversation so far; where the conversation
+    and 10 new tokens would pass the context (64), its newest 27 tokens, or the line if
+    longer, are kept, said in one line, and computed once more."""
+    model = make_model(VOCAB_50257, confident=True)
+    lines = ["hello there my friend", "how are you doing today", "I am fine, thanks", "what about the weather",
+             "it is raining again here", "ok, bye then", " ".join(["again"] * 40)]
+    done = subprocess.run([*CHAT, "--model", str(model), "--conversation"], input="\n".join(lines) + "\n",
+                          capture_output=True, text=True)
+    assert done.returncode == 0
+    said, expected, drops = [], [], []
+    for line in lines:
+        context = said + encoding.encode(line)
+        if len(context) > 54:
+            keep = max(27, len(encoding.encode(line)))
+            drops.append(f"(the conversation passes the model's context of 64 tokens: dropping its oldest "
+                         f"{len(context) - keep})")
+            context = context[-keep:]
+        answer = gpt_ids(model, context)
+        expected.append(encoding.decode(answer) + "\n")
+        said = context + answer
+    assert len(drops) >= 2 and done.stderr.splitlines() == drops
+    assert done.stdout == "".join(expected)
+
+
+def test_turns_keep_an_interrupted_answer_in_the_conversation():
+    """Ctrl-C ends gpt mid-answer: the tokens already shown stay in the conversation, and
+    the next turn sends it whole to a new gpt (nothing is held)."""
+    turns, gpt = chat.Turns(64, new=10, conversation=True), chat.Gpt([], [])
+    assert turns.prompt([1, 2], gpt) == ([1, 2], False)
+    turns.answered([1, 2], False, gpt, [7, 8, 9], True)
+    assert turns.prompt([3], gpt) == ([3], True)  # gpt holds 1 2 7 8 9
+    turns.answered([3], True, gpt, [5], False)  # interrupted after one token
+    assert turns.said == [1, 2, 7, 8, 9, 3, 5] and gpt.held is None
+    assert turns.prompt([4], gpt) == ([1, 2, 7, 8, 9, 3, 5, 4], False)
+    turns.answered([1, 2, 7, 8, 9, 3, 5, 4], False, gpt, [], True)  # gpt refused it: nothing changes
+    assert turns.said == [1, 2, 7, 8, 9, 3, 5]
 
 
 def test_gpt_error_is_its_one_line(tmp_path):
@@ -255,3 +357,25 @@ def test_dtype_passes_through(encoding, make_model):
     expected = gpt_then_decode(encoding, model, "hello there", options=["--dtype", "int8", *sampling])
     assert done.returncode == 0 and done.stdout == expected + "\n", done.stderr
     assert expected != gpt_then_decode(encoding, model, "hello there", options=["--dtype", "fp32", *sampling])
+
+
+def test_ctrl_c_in_a_conversation_and_the_next_turn(encoding, make_model):
+    """In a terminal: Ctrl-C mid-answer, and the next line is answered (by a new gpt, the
+    conversation sent whole) with the first line and the shown part of its answer before
+    it: not what the line alone gets."""
+    model = make_model(LONG, confident=True)
+    alone = encoding.decode(gpt_ids(model, encoding.encode("The quick brown fox"), new=40))
+    child = spawn("--model", model, "--backend", "serial", "--conversation", "--max-new-tokens", "40")
+    child.sendline("hello there")
+    child.expect(r"hello there\r\n.")
+    child.sendintr()
+    child.expect_exact("\r\n> ")
+    child.sendline("The quick brown fox")
+    child.expect_exact("The quick brown fox\r\n")
+    child.expect_exact("\r\n> ", timeout=120)
+    answer = child.before.replace("\r\n", "\n")
+    assert answer and answer != alone and "error" not in answer
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0

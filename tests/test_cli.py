@@ -44,6 +44,23 @@ def test_n_sets_the_total_length(gpt, make_model, n, prompt):
     assert tokens_of(gpt("--model", path, "-n", n, *prompt)) == expected
 
 
+@pytest.mark.parametrize("new,prompt", [(1, [4]), (10, list(range(1, 14))), (5, [7, 7])])
+def test_max_new_tokens_adds_n_tokens_to_any_prompt(gpt, make_model, new, prompt):
+    """gpt.c's sampler, N tokens after a prompt of any length: -n len(prompt) + N."""
+    path = make_model(confident=True)
+    expected = sample_gpt_c(load_checkpoint(path).params, SMALL, prompt, len(prompt) + new)[len(prompt):]
+    result = gpt("--model", path, "--max-new-tokens", new, *prompt)
+    assert tokens_of(result) == expected and len(expected) == new and result.stderr == ""
+
+
+def test_max_new_tokens_stops_at_the_context_and_says_so(gpt, make_model):
+    path = make_model(confident=True)
+    result = gpt("--model", path, "--max-new-tokens", "2000000000", *range(1, 29))  # 28 of a context of 32
+    assert result.returncode == 0 and result.stdout.split() == gpt("--model", path, "-n", "32", *range(1, 29)).stdout.split()
+    assert len(result.stdout.split()) == 4
+    assert result.stderr == "gpt: 4 new tokens, not 2000000000: the model's context is 32 tokens\n"
+
+
 def test_gpt_py_from_a_checkout_prints_the_same(make_model):
     path = make_model(confident=True)
     script = subprocess.run([sys.executable, str(ROOT / "gpt.py"), "--model", str(path), "3", "4"],
@@ -96,6 +113,12 @@ def test_bad_tokens(gpt, make_model, token, message):
     (["-n", "0", "1"], "argument -n: must be at least 1, not 0"),
     (["-n", "x", "1"], "argument -n: 'x' is not a whole number"),
     (["--backend", "nope", "1"], "invalid choice"),
+    (["--max-new-tokens", "0", "1"], "argument --max-new-tokens: must be at least 1, not 0"),
+    (["--max-new-tokens", "-3", "1"], "argument --max-new-tokens: must be at least 1"),
+    (["--max-new-tokens", "9" * 5000, "1"], "argument --max-new-tokens: must be at most"),
+    (["--max-new-tokens", "ten", "1"], "'ten' is not a whole number"),
+    (["--max-new-tokens", "3", "-n", "5", "1"], "give -n (tokens in total, as gpt.c) or --max-new-tokens"),
+    (["--max-new-tokens", "3", *map(str, range(32))], "32 tokens fill the model's context of 32: no room"),
     (["--frobnicate", "1"], "unrecognized arguments"),
 ])
 def test_bad_options(gpt, make_model, args, message):
@@ -115,7 +138,8 @@ def test_bad_model_files(gpt, tmp_path, make_model):
 def test_help(gpt):
     result = gpt("--help")
     assert result.returncode == 0
-    for word in ("TOKEN", "--model", "-n", "--backend", "--threads", "--recompute", "--profile", "gpt2_124M.bin"):
+    for word in ("TOKEN", "--model", "-n", "--max-new-tokens", "--backend", "--threads", "--recompute", "--profile",
+                 "gpt2_124M.bin"):
         assert word in result.stdout
 
 
