@@ -30,6 +30,32 @@ def dtype_problem(name, dtype):
             f"{', '.join(SUPPORTED_DTYPES[name])} weights)")
 
 
+def numba_num_threads():
+    """NUMBA_NUM_THREADS as a number (None if unset). ValueError, in words, if it is not a
+    whole number from 1 (numba itself would print a traceback in a warning and go on)."""
+    text = os.environ.get("NUMBA_NUM_THREADS")
+    if text is None:
+        return None
+    digits = text.strip()
+    if not (digits.isdecimal() and digits.isascii() and 0 < len(digits) < 7 and int(digits) > 0):
+        raise ValueError(f"NUMBA_NUM_THREADS={shorten(text)!r} is not a number of threads: set a whole number "
+                         f"from 1, or unset it")
+    return int(digits)
+
+
+def default_threads():
+    """The pool's size when none is asked for: the CPUs this process may run on (its
+    affinity: taskset, a container's cpuset), and no more than NUMBA_NUM_THREADS allows."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        return min(cpus, numba_num_threads() or cpus)
+    except ValueError:  # load() says so
+        return cpus
+
+
 def max_threads():
     """The largest worker pool a backend takes: 4 per core. Past the cores a worker only
     adds switching, and thousands of them fail to start (libgomp: Thread creation failed)."""
@@ -67,6 +93,7 @@ class Backend:
     name: str
     kernels: ModuleType
     threads: int | None = None
+    cache_problem: str | None = None  # why numba's cache is a temporary folder for this run
 
     def load_checkpoint(self, path, dtype=None):
         """The model, its matmul weights in `dtype` (None: the file's own; cuda: fp32).
@@ -122,7 +149,8 @@ def load(name, threads=None):
     if threads is not None and not 1 <= threads <= max_threads():
         raise ValueError(f"--threads {threads} is outside what this machine allows: 1 to {max_threads()} "
                          f"(4 per core, {os.cpu_count()} cores)")
-    if threads and threads > (os.cpu_count() or 1) and "numba" not in sys.modules:
+    numba_num_threads()  # a bad value: said before numba reads it
+    if threads and threads > default_threads() and "numba" not in sys.modules:
         # numba sizes its pool from this variable once, at import; it defaults to the
         # core count and set_num_threads cannot go past it (oversubscription runs)
         os.environ.setdefault("NUMBA_NUM_THREADS", str(threads))
@@ -130,6 +158,7 @@ def load(name, threads=None):
     # on the same cores each spinner burns the time slice its teammate needs. After 1000
     # spins they sleep (dev/system/spin.py). libgomp reads this once, when numba loads it.
     os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+    cache_problem = _temporary_cache_if_needed()
     if name == "parallel":
         from . import parallel as kernels
     else:
@@ -143,4 +172,36 @@ def load(name, threads=None):
     if name == "parallel":
         import numba
         kernels.set_workers(numba.get_num_threads())
-    return Backend(name, kernels, threads)
+    return Backend(name, kernels, threads, cache_problem)
+
+
+def shorten(text, most=24):
+    return text if len(text) <= most else f"{text[:most - 3]}..."
+
+
+def _temporary_cache_if_needed():
+    """Where numba can keep compiled kernels for none of this package's files (an install
+    the user cannot write to, and no writable home or NUMBA_CACHE_DIR), a numba with
+    `cache=True` functions would refuse to import them. Gives numba a temporary folder
+    then, removed at exit, and returns the line that says so; None where a cache works."""
+    import atexit
+    import shutil
+    import tempfile
+    import numba
+    from numba.core.caching import CacheImpl
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "parallel", "kernels.py")
+    locators = getattr(CacheImpl, "_locator_classes", None)
+    if not locators:  # another numba's internals: assume its cache works
+        return None
+    for locator in locators:
+        try:
+            if locator.from_function(_temporary_cache_if_needed, source) is not None:
+                return None
+        except Exception:  # a locator that does not apply (IPython's, a zip's)
+            continue
+    folder = tempfile.mkdtemp(prefix="gptpy-numba-")
+    atexit.register(shutil.rmtree, folder, True)
+    numba.config.CACHE_DIR = folder
+    return (f"numba cannot keep compiled kernels here (no writable cache folder beside the package or in "
+            f"the home folder): compiling them for this run only, up to a minute; set NUMBA_CACHE_DIR "
+            f"to a writable folder to keep them")

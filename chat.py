@@ -222,6 +222,8 @@ def complete(encoding, text, gpt, turns):
                 cli.out("\n")
             cli.say(f"gpt-chat: error: gpt was ended {ended(e.code)} mid-completion")
             return 1
+    if not answer and code == 0:  # gpt refused the request (its line says why): a completion failed
+        code = 1
     turns.answered(ids, more, gpt, answer, code == 0)
     if answer or code == 130:
         cli.out("\n")
@@ -288,13 +290,13 @@ def converse(encoding, gpt, turns):
     interactive = sys.stdin is not None and sys.stdin.isatty()
     if interactive:
         import readline  # noqa: F401  (input() then keeps a history on the arrow keys)
-    status = 0  # piped input: non-zero if any completion failed
+    status = 0  # non-zero if any completion failed
     while True:
         try:
             text = input("> ") if interactive else sys.stdin.readline() if sys.stdin else ""
         except EOFError:  # Ctrl-D
             cli.out("\n")
-            return 0
+            return status
         except KeyboardInterrupt:  # Ctrl-C at the prompt
             cli.out("\n")
             return 130
@@ -303,7 +305,7 @@ def converse(encoding, gpt, turns):
         text = text.rstrip("\n")
         if text.strip():
             code = complete(encoding, text, gpt, turns)
-            status = status or code
+            status = status or (code if code != 130 else 0)  # a completion stopped by Ctrl-C did not fail
 
 
 main = cli.command("gpt-chat", run)

@@ -38,8 +38,35 @@ _signals = []  # the signals received: whatever fails after one is that signal's
 
 
 def _on_signal(signum, frame):
+    """The first signal stops the work where it is; one that arrives while the first is
+    being dealt with is noted, not raised: the way out is already taken, and a second
+    exception there would end in a traceback (in the error printer, in the
+    interpreter's shutdown)."""
+    first = not _signals
     _signals.append(signum)
-    raise KeyboardInterrupt if signum == signal.SIGINT else Stopped(signum)
+    if first:
+        raise KeyboardInterrupt if signum == signal.SIGINT else Stopped(signum)
+
+
+STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _standard_streams_open():
+    """Opens /dev/null on whichever of fds 0, 1 and 2 the command was started without
+    (`<&-`, `>&-`, `2>&-`): Python has already made that stream None, which the commands
+    check, and no file opened later may take the number and receive what C code writes
+    to standard output or error."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                null = os.open(os.devnull, os.O_RDWR)
+                if null != fd:
+                    os.dup2(null, fd)
+                    os.close(null)
+            except OSError:
+                pass
 
 
 def signal_handled():
@@ -52,8 +79,26 @@ def command(prog, run):
     way it can end is one line on stderr and a code of the table above."""
 
     def main(argv=None):
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for signum in STOPPING_SIGNALS:
             signal.signal(signum, _on_signal)
+        _standard_streams_open()
+        try:
+            return _outcome(argv)
+        except BaseException:  # a first signal just as the outcome was returned
+            if not _signals:
+                raise
+            return stopped()
+        finally:
+            for signum in STOPPING_SIGNALS:  # the interpreter's shutdown: nothing left to stop
+                signal.signal(signum, signal.SIG_IGN)
+
+    def stopped():
+        """The first signal's line and exit code."""
+        signum = _signals[0]
+        say(f"{prog}: interrupted" if signum == signal.SIGINT else f"{prog}: stopped by {signal.Signals(signum).name}")
+        return 128 + signum
+
+    def _outcome(argv):
         try:
             try:
                 code = run(argv)
@@ -65,10 +110,7 @@ def command(prog, run):
             if _signals:
                 # a signal during an import can surface as the ImportError that C code
                 # (numpy's extension loading datetime) makes of the KeyboardInterrupt
-                signum = _signals[0]
-                say(f"{prog}: interrupted" if signum == signal.SIGINT else
-                    f"{prog}: stopped by {signal.Signals(signum).name}")
-                return 128 + signum
+                return stopped()
             if isinstance(e, Failure):
                 say(f"{prog}: error: {e}")
                 return e.code
@@ -189,9 +231,9 @@ def add_generation_options(parser, whose=""):
     option(parser, "--backend", choices=backends.NAMES, default=backends.DEFAULT,
            help=f"{whose}kernels: parallel (default); serial, llm.c's reference, "
                 "which always recomputes as gpt.c does; cuda, on an NVIDIA GPU")
-    option(parser, "--threads", type=threads_type(), default=os.cpu_count(), metavar="K",
+    option(parser, "--threads", type=threads_type(), default=backends.default_threads(), metavar="K",
            help=f"{whose}parallel backend: a static pool of K workers, 1 to {backends.max_threads()} "
-                f"(4 per core; default: the {os.cpu_count()} cores)")
+                f"(4 per core; default: the {backends.default_threads()} CPUs this process may use)")
     option(parser, "--dtype", choices=DTYPES,
            help=f"{whose}precision of the matmul weights, the LM head's included: fp32; bf16 (half "
                 "the bytes to read per token); int8, quantized at load per block of 32 values (a "

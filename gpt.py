@@ -69,6 +69,8 @@ def run(argv):
             print("Too many tokens.", file=sys.stderr)
             return 1
     tokens = [parse_token(text) for text in args.tokens]
+    if args.stdin and sys.stdin is None:
+        raise Failure("--stdin: standard input is closed")
     if problem := backends.dtype_problem(args.backend, args.dtype):  # before the backend's slow import
         parser.error(f"{problem}; use --dtype fp32")
     cli.flush_stdout()  # stdout closed or full: say so before the model is loaded
@@ -77,7 +79,9 @@ def run(argv):
         backend = backends.load(args.backend, args.threads)
     except ValueError as e:  # no GPU, or more threads than numba allows
         raise Failure(str(e), code=2) from None
-    if not backends.compiled_here(backend):
+    if backend.cache_problem:
+        cli.say(f"gpt: {backend.cache_problem}")
+    elif not backends.compiled_here(backend):
         cli.say("gpt: a first run on this CPU: compiling the kernels into numba's cache, once "
                 "(up to a minute; later runs load them)")
     from .checkpoint import MissingCheckpoint

@@ -264,6 +264,7 @@ def test_arrow_up_recalls_the_last_line(encoding, make_model):
 
 
 def test_an_error_shows_its_line_and_the_prompt_comes_back(tmp_path):
+    """... and the session, which had a completion fail, exits 1 at its end."""
     child = spawn("--model", tmp_path / "missing.bin")
     child.sendline("hi")
     child.expect_exact("no such model file")
@@ -271,7 +272,18 @@ def test_an_error_shows_its_line_and_the_prompt_comes_back(tmp_path):
     child.sendeof()
     child.expect(pexpect.EOF)
     child.close()
-    assert child.exitstatus == 0
+    assert child.exitstatus == 1
+
+
+@pytest.mark.parametrize("args,stdin", [(["--once", ""], None), (["--once", "hello"], None), ([], "hello\n"),
+                                        ([], "hello there\n\u00e9t\u00e9\n")])
+def test_a_completion_gpt_refuses_fails_chat(make_model, args, stdin):
+    """A text gpt refuses (no ids; ids beyond a small vocabulary) is said in gpt's line,
+    and chat exits 1, not 0."""
+    model = make_model()  # a vocabulary of 101: GPT-2's ids are out of its range
+    done = subprocess.run([*CHAT, "--model", str(model), *args], input=stdin, capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr.startswith("gpt: error: "), done.stderr
+    assert "Traceback" not in done.stderr
 
 
 # ----------------------------------------------------------------------------

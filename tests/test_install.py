@@ -1,6 +1,7 @@
 """The project installed as a user installs it: a wheel (not editable) in a fresh virtual
 environment that also has pyserial, whose import name `serial` is our backend folder's."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -47,3 +48,22 @@ def test_a_wheel_installs_one_package_beside_pyserial(tmp_path, make_model, gpt)
     installed = runs[1].stdout
     assert installed.split() == gpt("--model", model, "--backend", "serial", "3", "4").stdout.split()
     assert len(installed.split()) == 8 and runs[0].stdout == installed
+
+    # an install numba cannot write its cache beside (each __pycache__ a file here; a
+    # system install run by another user), no writable home, no NUMBA_CACHE_DIR: one
+    # line, the kernels compiled into a temporary folder that is gone at the end
+    for folder in (site / "gptpy").rglob("__pycache__"):
+        shutil.rmtree(folder)
+        folder.write_bytes(b"")
+    for package in ("", "parallel", "serial", "gpu"):
+        (site / "gptpy" / package / "__pycache__").write_bytes(b"")
+    env = {key: value for key, value in os.environ.items() if key not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    nowhere = subprocess.run([venv / "bin" / "gpt", "--backend", "serial", "--model", model, "3", "4"],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                             env={**env, "HOME": "/dev/null", "TMPDIR": str(temporary)})
+    assert nowhere.returncode == 0 and nowhere.stdout == installed, nowhere.stderr
+    assert nowhere.stderr.startswith("gpt: numba cannot keep compiled kernels here") and \
+        len(nowhere.stderr.splitlines()) == 1, nowhere.stderr
+    assert list(temporary.iterdir()) == []
