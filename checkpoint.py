@@ -284,7 +284,7 @@ def write_checkpoint(path, config, params, version, progress=None):
     shapes, rows, order = dict(table), {}, []
     check_disk(path, file_size(config, version))
     done = HEADER_BYTES
-    with atomic_output(path, "model file") as tmp, open(tmp, "wb") as f:
+    with atomic_output(path, "model file") as f:
         write_header(f, config, version)
         for name, piece in pieces:
             shape = shapes[name]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import cli
 from .errors import Failure
-from .files import Missing, open_regular
+from .files import Missing, load_json, open_regular
 
 # llm.c name -> (Hugging Face name, with {l} for the layer; stored (in, out) by Conv1D)
 HF_NAMES = {
@@ -50,9 +50,11 @@ def read_hf_config(path, version):
     if len(text) > 1 << 20:
         raise Failure(f"{path}: over 1 MB: not a GPT-2 config.json")
     try:
-        hf = json.loads(text)
+        hf = load_json(text)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise Failure(f"{path}: not JSON") from None
+    except ValueError as e:  # load_json's digits
+        raise Failure(f"{path}: {e}, more than a GPT-2 config.json holds") from None
     if not isinstance(hf, dict):
         raise Failure(f"{path}: not a JSON object (is this a GPT-2 config.json?)")
     fields = {}
@@ -103,7 +105,10 @@ def hf_tensors(src, config):
     head = names.pop("lm_head.weight", None)  # a tied head, when saved, is a copy of wte
     if head and "wte.weight" in names and not np.array_equal(st.float32(head), st.float32(names["wte.weight"])):
         raise Failure(f"{src}: lm_head.weight differs from wte.weight; llm.c ties them")
-    layers = {int(m.group(1)) for name in names if (m := re.match(r"h\.(\d+)\.", name))}
+    numbers = [m.group(1) for name in names if (m := re.match(r"h\.(\d+)\.", name))]
+    if any(len(number) > 9 for number in numbers):
+        raise Failure(f"{src}: a layer numbered with {max(map(len, numbers))} digits")
+    layers = set(map(int, numbers))
     if layers != set(range(len(layers))) or len(layers) != config.num_layers:
         raise Failure(f"{src}: config.json says n_layer = {config.num_layers}, model.safetensors holds "
                       f"{len(layers)} layers" + ("" if layers == set(range(len(layers))) else f" numbered up to {max(layers)}"))
@@ -162,7 +167,7 @@ def hf_to_llmc(src, dst, version=3):
 def llmc_to_hf(src, dst):
     """An llm.c checkpoint -> a Hugging Face GPT-2 folder (config.json + model.safetensors)."""
     from .checkpoint import load_checkpoint
-    from .files import atomic_output
+    from .files import atomic_outputs
     from .safetensors_format import write_safetensors
 
     dst = Path(dst)
@@ -182,14 +187,23 @@ def llmc_to_hf(src, dst):
         "bos_token_id": 50256, "eos_token_id": 50256, "torch_dtype": "float32",
         "llmc_padded_vocab_size": c.padded_vocab_size,
     }
+    made = not dst.exists()
     try:
         dst.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise Failure(f"{dst}: cannot make the folder: {e.strerror}") from None
-    with atomic_output(dst / "model.safetensors") as tmp, open(tmp, "wb") as f:
-        write_safetensors(f, tensors, metadata={"format": "pt"})
-    with atomic_output(dst / "config.json") as tmp:
-        tmp.write_text(json.dumps(config, indent=2) + "\n")
+    try:
+        # both written, then both renamed back to back: the folder has the pair, or neither
+        with atomic_outputs([(dst / "model.safetensors", "file"), (dst / "config.json", "file")]) as (f, g):
+            write_safetensors(f, tensors, metadata={"format": "pt"})
+            g.write((json.dumps(config, indent=2) + "\n").encode())
+    except BaseException:
+        if made:  # the folder this run made, left empty: gone too
+            try:
+                dst.rmdir()
+            except OSError:
+                pass
+        raise
     return c
 
 

@@ -1,16 +1,21 @@
 """Files in and out, safely: what is read must be a regular file (a FIFO would block the
 reader forever), and what is written appears whole or not at all.
 
-Writers write to `.NAME.tmpPID` beside NAME and rename it onto NAME when it is whole.
-Ctrl-C and SIGTERM unwind through `atomic_output`, which removes the temporary; a writer
-killed outright (SIGKILL, the OOM killer) cannot, so the next writer of the same NAME
-removes the temporaries whose process is gone.
+Writers write to a new temporary beside NAME, `.NAME.tmpPID-XXXXXXXX`, created
+exclusively (never a file, link or FIFO that someone planted under a predictable
+name), and rename it onto NAME when it is whole. Ctrl-C and SIGTERM unwind through
+`atomic_outputs`, which removes the temporaries; a writer killed outright (SIGKILL, the
+OOM killer) cannot, so the next writer of the same NAME removes the temporaries whose
+process is gone.
 """
 
+import json
 import os
 import re
 import shutil
+import signal
 import stat
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,6 +46,21 @@ def open_regular(path, what="file"):
     return os.fdopen(fd, "rb")
 
 
+MOST_DIGITS = 30  # of a JSON integer: Python's int() refuses 4,300 with a traceback of its own
+
+
+def _json_int(text):
+    if len(text.lstrip("-")) > MOST_DIGITS:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits")
+    return int(text)
+
+
+def load_json(text):
+    """json.loads, with integers of more than MOST_DIGITS digits refused as ValueError
+    (json.JSONDecodeError is one too) rather than converted."""
+    return json.loads(text, parse_int=_json_int)
+
+
 def _alive(pid):
     try:
         os.kill(pid, 0)
@@ -53,7 +73,7 @@ def _alive(pid):
 
 def remove_stale_temporaries(path):
     """Removes `.NAME.tmpPID` files beside path whose writer process is gone."""
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp(\d+)")
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp(\d{{1,9}})(?:-\w+)?")
     try:
         entries = list(path.parent.iterdir())
     except OSError:
@@ -99,20 +119,70 @@ def check_disk(path, nbytes):
 
 @contextmanager
 def atomic_output(path, what="file"):
-    """Yields a temporary path beside `path` to write; renames it onto `path` when the
-    block ends normally, and removes it however else the block ends."""
-    path = check_output_path(path, what)
-    if not path.parent.is_dir():
-        raise Failure(f"{path.parent}: no such folder")
-    remove_stale_temporaries(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    """atomic_outputs for one file: yields it, open for binary writing."""
+    with atomic_outputs([(path, what)]) as (f,):
+        yield f
+
+
+@contextmanager
+def atomic_outputs(outputs):
+    """Yields a binary file open for writing for each (path, what) of `outputs`: a new
+    temporary beside the path (tempfile's O_EXCL | O_NOFOLLOW, a random name), the mode
+    an ordinary write would give. Every path is checked before any is written. When the
+    block ends normally, each temporary still in its place is renamed onto its path,
+    back to back, with SIGINT, SIGTERM and SIGHUP held until the last (the set appears
+    together); however else the block ends, the temporaries are removed."""
+    paths = [check_output_path(path, what) for path, what in outputs]
+    for path in paths:
+        if not path.parent.is_dir():
+            raise Failure(f"{path.parent}: no such folder")
+        remove_stale_temporaries(path)
+    umask = os.umask(0o22)
+    os.umask(umask)
+    files, temporaries, identities = [], [], []
     try:
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as e:
-        raise Failure(f"{e.filename or path}: {e.strerror}".replace(str(tmp), str(path))) from None
-    finally:
+        for path in paths:
+            try:
+                fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp{os.getpid()}-", dir=path.parent)
+            except OSError as e:
+                raise Failure(f"{path}: cannot write there: {e.strerror}") from None
+            temporaries.append(Path(name))
+            made = os.fstat(fd)
+            identities.append((made.st_dev, made.st_ino))
+            os.fchmod(fd, 0o666 & ~umask)
+            files.append(open(name, "wb", opener=lambda *_, fd=fd: fd))
+        yield files
+        for f in files:
+            f.close()  # flushed: a full disk fails here, before any rename
+        for tmp, identity, path in zip(temporaries, identities, paths):
+            if not _names(tmp, identity):
+                raise Failure(f"{path}: its temporary {tmp.name} was replaced while it was written; not using it")
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
         try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
+            for tmp, path in zip(temporaries, paths):
+                os.replace(tmp, path)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    except OSError as e:
+        raise Failure(f"{e.filename or paths[0]}: {e.strerror}") from None
+    finally:
+        for f in files:
+            try:
+                f.close()
+            except OSError:
+                pass
+        for tmp in temporaries:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+
+def _names(path, identity):
+    """Whether `path` still names the file of (st_dev, st_ino) `identity`: not a link or a
+    file put there since."""
+    try:
+        there = os.lstat(path)
+    except OSError:
+        return False
+    return (there.st_dev, there.st_ino) == identity

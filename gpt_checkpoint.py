@@ -28,7 +28,7 @@ def download(out, url=STARTER_PACK_URL, timeout=10.0):
     from .files import atomic_output
 
     out = Path(out)
-    with atomic_output(out, "model file") as tmp:
+    with atomic_output(out, "model file") as f:
         try:
             response = urllib.request.urlopen(url, timeout=timeout)
         except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
@@ -38,7 +38,7 @@ def download(out, url=STARTER_PACK_URL, timeout=10.0):
         total = int(response.headers.get("Content-Length") or 0)
         done = 0
         try:
-            with response, open(tmp, "wb") as f, cli.Progress(out.name, total) as progress:
+            with response, cli.Progress(out.name, total) as progress:
                 while chunk := response.read(1 << 20):
                     f.write(chunk)
                     done += len(chunk)
@@ -48,10 +48,11 @@ def download(out, url=STARTER_PACK_URL, timeout=10.0):
             raise Failure(f"download of {url} broke off after {done} bytes: {e or type(e).__name__}") from None
         if total and done != total:
             raise Failure(f"download of {url} stopped at {done} of {total} bytes")
+        f.flush()
         try:
-            version, config = read_header(tmp)
+            version, config = read_header(f.name)
         except CheckpointError as e:
-            raise CheckpointError(str(e).replace(str(tmp), f"downloaded {out.name}")) from None
+            raise CheckpointError(str(e).replace(str(f.name), f"downloaded {out.name}")) from None
     return version, config
 
 

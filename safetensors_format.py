@@ -15,7 +15,7 @@ import mmap
 import numpy as np
 
 from .errors import Failure
-from .files import open_regular
+from .files import load_json, open_regular
 
 DTYPES = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2")}
 MAX_HEADER = 100 << 20  # the reference implementation's limit too
@@ -35,9 +35,11 @@ class SafetensorsFile:
         if n > min(MAX_HEADER, size - 8):
             self._fail(f"its header's length, {n} bytes, is more than the file holds")
         try:
-            header = json.loads(self._map[8:8 + n].decode("utf-8"))
+            header = load_json(self._map[8:8 + n].decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             self._fail("its header is not JSON")
+        except ValueError as e:  # load_json's digits
+            self._fail(f"its header holds {e}")
         if not isinstance(header, dict):
             self._fail("its header is not a JSON object")
         header.pop("__metadata__", None)

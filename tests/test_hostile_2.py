@@ -3,6 +3,7 @@ a numba cache that cannot be written), closed standard streams, signals that arr
 while the command is already on its way out, and chat's exit code. Each case runs the
 real command and gets one line on stderr and a documented exit code."""
 
+import json
 import os
 import signal
 import subprocess
@@ -134,3 +135,95 @@ def test_a_second_signal_on_the_way_out_changes_nothing(make_model, first, secon
 def dataclass_replace(config, **changes):
     import dataclasses
     return dataclasses.replace(config, **changes)
+
+
+# ----------------------------------------------------------------------------
+# the writers' temporaries: never a planted name, link or FIFO
+
+@pytest.mark.parametrize("plant", ["symlink", "fifo", "file"])
+def test_planted_temporaries_are_never_written_through(tmp_path, plant):
+    """Someone who can write to the folder plants the old predictable temporary names,
+    `.NAME.tmpPID` for the next hundreds of PIDs, as links to a file of theirs, FIFOs or
+    files: the writer neither writes through a link, nor waits on a FIFO, nor leaves NAME
+    anything but its own regular file."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    probe = subprocess.Popen(["true"])  # the PIDs the next processes will get follow its
+    probe.wait()
+    for pid in range(probe.pid + 1, probe.pid + 400):
+        name = tmp_path / f".m.bin.tmp{pid}"
+        if plant == "symlink":
+            name.symlink_to(victim)
+        elif plant == "fifo":
+            os.mkfifo(name)
+        else:
+            name.write_bytes(b"planted")
+    done = cli("gpt-checkpoint", "random", tmp_path / "m.bin", "--shape", "tiny", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert victim.read_bytes() == b"precious"
+    out = tmp_path / "m.bin"
+    assert out.is_file() and not out.is_symlink() and out.read_bytes()[:4] == (20240326).to_bytes(4, "little")
+    assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~current_umask())
+
+
+def current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_convert_writes_the_pair_or_nothing(make_model, tmp_path):
+    """An output that cannot be written (config.json a folder) is found before anything is
+    written: model.safetensors is not replaced, and a folder the run made is gone."""
+    model = make_model()
+    folder = tmp_path / "hf"
+    assert cli("gpt-convert", model, folder).returncode == 0
+    before = (folder / "model.safetensors").read_bytes()
+    (folder / "config.json").unlink()
+    (folder / "config.json").mkdir()
+    line = one_error_line(cli("gpt-convert", make_model(seed=1), folder), 2)
+    assert "config.json: is a directory" in line
+    assert (folder / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    new = tmp_path / "new" / "hf"
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "hf").write_bytes(b"")  # not a folder: refused, nothing made
+    assert cli("gpt-convert", model, new / "inner").returncode != 0
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["hf"]
+
+
+# ----------------------------------------------------------------------------
+# JSON numbers of thousands of digits (Python's int() refuses 4,300 with a traceback)
+
+@pytest.fixture
+def hf(make_model, tmp_path):
+    folder = tmp_path / "hf"
+    assert cli("gpt-convert", make_model(), folder).returncode == 0
+    return folder
+
+
+def test_a_config_number_of_thousands_of_digits(hf, tmp_path):
+    text = (hf / "config.json").read_text()
+    config = json.loads(text)
+    (hf / "config.json").write_text(text.replace(f'"n_embd": {config["n_embd"]}', '"n_embd": ' + "9" * 5000))
+    line = one_error_line(cli("gpt-convert", hf, tmp_path / "m.bin"), 1)
+    assert "config.json: an integer of 5000 digits" in line and not (tmp_path / "m.bin").exists()
+
+
+def rewrite_header(path, change):
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = change(data[8:8 + n].decode())
+    path.write_bytes(len(header.encode()).to_bytes(8, "little") + header.encode() + data[8 + n:])
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda h: h.replace('"data_offsets":[0,', '"data_offsets":[1' + "0" * 4999 + ",", 1), "an integer of 5000 digits"),
+    (lambda h: h.replace('"shape":[', '"shape":[' + "9" * 5000 + ",", 1), "an integer of 5000 digits"),
+    (lambda h: h.replace('"transformer.h.0.', '"transformer.h.' + "9" * 5000 + ".", 1), "numbered with 5000 digits"),
+])
+def test_safetensors_numbers_of_thousands_of_digits(hf, tmp_path, change, message):
+    path = hf / "model.safetensors"
+    rewrite_header(path, lambda h: change(h.replace(" ", "")))
+    line = one_error_line(cli("gpt-convert", hf, tmp_path / "m.bin"), 1)
+    assert message in line, line
