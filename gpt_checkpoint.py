@@ -19,15 +19,25 @@ STARTER_PACK_URL = "https://huggingface.co/datasets/karpathy/llmc-starter-pack/r
 
 def download(out, url=STARTER_PACK_URL, timeout=10.0):
     """Fetches a checkpoint to `out` via a temporary file, checked before the rename:
-    an interrupted or failed download leaves nothing behind."""
+    an interrupted or failed download leaves nothing behind. The header, the first
+    bytes, says how many bytes the file has: no more are read (a server or a file://
+    URL that never ends, /dev/zero, fills no disk), and a local file must be a regular
+    one (a FIFO would never answer)."""
     import http.client
     import urllib.error
+    import urllib.parse
     import urllib.request
 
-    from .checkpoint import CheckpointError, read_header
-    from .files import atomic_output
+    import numpy as np
+
+    from .checkpoint import HEADER_BYTES, CheckpointError, _config_from_header, file_size, read_header
+    from .files import atomic_output, check_disk, open_regular
 
     out = Path(out)
+    label = f"downloaded {out.name}"
+    if urllib.parse.urlsplit(url).scheme == "file":
+        with open_regular(urllib.request.url2pathname(urllib.parse.urlsplit(url).path), "model file"):
+            pass  # a FIFO or a device: refused here, before urllib would wait on it
     with atomic_output(out, "model file") as f:
         try:
             response = urllib.request.urlopen(url, timeout=timeout)
@@ -35,25 +45,46 @@ def download(out, url=STARTER_PACK_URL, timeout=10.0):
             reason = getattr(e, "reason", e)
             raise Failure(f"cannot download {url}: {reason}. Without network, copy "
                           f"llm.c's gpt2_124M.bin to {out.resolve()} by hand") from None
-        total = int(response.headers.get("Content-Length") or 0)
+        announced = (response.headers.get("Content-Length") or "").strip()
+        total = int(announced) if announced.isdecimal() and announced.isascii() and len(announced) < 16 else 0
         done = 0
         try:
             with response, cli.Progress(out.name, total) as progress:
-                while chunk := response.read(1 << 20):
+                head = response.read(HEADER_BYTES)
+                if len(head) == HEADER_BYTES:  # shorter: read_header below says it is truncated
+                    version, config = _config_from_header(label, np.frombuffer(head, dtype="<i4"))
+                    total = file_size(config, version)
+                    check_disk(out, total)
+                f.write(head)
+                done = len(head)
+                while chunk := response.read(min(1 << 20, total - done + 1) if total else 1 << 20):
                     f.write(chunk)
                     done += len(chunk)
                     progress.update(done)
+                    if total and done > total:
+                        raise Failure(f"download of {url}: more bytes than its header says ({total})")
                 progress.update(done)
         except (http.client.HTTPException, TimeoutError, ConnectionError) as e:
             raise Failure(f"download of {url} broke off after {done} bytes: {e or type(e).__name__}") from None
-        if total and done != total:
-            raise Failure(f"download of {url} stopped at {done} of {total} bytes")
-        f.flush()
+        f.flush()  # fewer bytes than the header says: read_header calls it truncated
         try:
             version, config = read_header(f.name)
         except CheckpointError as e:
-            raise CheckpointError(str(e).replace(str(f.name), f"downloaded {out.name}")) from None
+            raise CheckpointError(str(e).replace(str(f.name), label)) from None
     return version, config
+
+
+def seconds(text):
+    """--timeout's type: a number of seconds, more than 0 and at most a day."""
+    import argparse
+    import math
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{cli.shorten(text)!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and 0 < value <= 86400):
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 86400 (a day), not {cli.shorten(text)}")
+    return value
 
 
 def gpt2_shape(L, NH, C):
@@ -85,7 +116,8 @@ def parse_args(argv):
     d = sub.add_parser("download", help="fetch llm.c's gpt2_124M.bin")
     d.add_argument("out", nargs="?", default=DEFAULT_MODEL, help=f"file to write (default: {DEFAULT_MODEL})")
     d.add_argument("--url", default=STARTER_PACK_URL)
-    d.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the server")
+    d.add_argument("--timeout", type=seconds, default=10.0, metavar="S",
+                   help="seconds to wait for the server: more than 0, at most a day (default: 10)")
 
     i = sub.add_parser("info", help="print a checkpoint's header")
     i.add_argument("model")

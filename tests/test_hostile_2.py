@@ -3,6 +3,7 @@ a numba cache that cannot be written), closed standard streams, signals that arr
 while the command is already on its way out, and chat's exit code. Each case runs the
 real command and gets one line on stderr and a documented exit code."""
 
+import itertools
 import json
 import os
 import signal
@@ -227,3 +228,84 @@ def test_safetensors_numbers_of_thousands_of_digits(hf, tmp_path, change, messag
     rewrite_header(path, lambda h: change(h.replace(" ", "")))
     line = one_error_line(cli("gpt-convert", hf, tmp_path / "m.bin"), 1)
     assert message in line, line
+
+
+# ----------------------------------------------------------------------------
+# the download: its arguments, a server's headers and bodies, local files
+
+@pytest.mark.parametrize("timeout", ["inf", "1e400", "-1", "0", "nan", "soon", "9" * 5000])
+def test_download_timeouts_that_are_no_time(tmp_path, timeout):
+    line = one_error_line(cli("gpt-checkpoint", "download", tmp_path / "m.bin", "--url", "http://127.0.0.1:9/x",
+                              "--timeout", timeout), 2)
+    assert "argument --timeout:" in line and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["fifo", "/dev/zero", "/dev/null", "folder"])
+def test_download_of_a_local_file_that_is_no_file(tmp_path, name):
+    """file:// URLs: a FIFO would wait forever, /dev/zero would fill the disk."""
+    path = {"fifo": tmp_path / "fifo", "folder": tmp_path}.get(name, name)
+    if name == "fifo":
+        os.mkfifo(path)
+    out = tmp_path / "out" / "m.bin"
+    out.parent.mkdir()
+    line = one_error_line(cli("gpt-checkpoint", "download", out, "--url", f"file://{path}", timeout=30), 1)
+    assert "not a model file" in line and list(out.parent.iterdir()) == []
+
+
+@pytest.fixture
+def server(make_model):
+    """A local HTTP server whose next answer the test sets: (headers, body chunks)."""
+    import http.server
+    import threading
+    answer = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            headers, body = answer["headers"], answer["body"]
+            self.send_response(200)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.end_headers()
+            try:
+                for chunk in body():
+                    self.wfile.write(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield answer, f"http://127.0.0.1:{httpd.server_address[1]}/gpt2_124M.bin"
+    httpd.shutdown()
+
+
+def endless(chunk):
+    def body():
+        while True:
+            yield chunk
+    return body
+
+
+@pytest.mark.parametrize("case", ["length not a number", "length of 5000 digits", "endless zeros",
+                                  "a model then more", "a model, length too small"])
+def test_download_from_a_hostile_server(server, make_model, tmp_path, case):
+    answer, url = server
+    model = make_model().read_bytes()
+    answer["headers"], answer["body"] = {
+        "length not a number": ({"Content-Length": "lots"}, lambda: [model]),
+        "length of 5000 digits": ({"Content-Length": "9" * 5000}, lambda: [model]),
+        "endless zeros": ({}, endless(bytes(1 << 16))),
+        "a model then more": ({}, lambda: itertools.chain([model], endless(b"x" * 4096)())),
+        "a model, length too small": ({"Content-Length": "10"}, lambda: [model]),
+    }[case]
+    out = tmp_path / "m.bin"
+    done = cli("gpt-checkpoint", "download", out, "--url", url, "--timeout", "5", timeout=60)
+    if case in ("length not a number", "length of 5000 digits"):  # the header says the size: taken
+        assert done.returncode == 0 and out.read_bytes() == model, done.stderr
+    else:
+        line = one_error_line(done, 1)
+        assert ("bad magic number" if case == "endless zeros" else "more bytes than its header says"
+                if case == "a model then more" else "broke off") in line or case == "a model, length too small", line
+        assert not out.exists() and list(tmp_path.iterdir()) == []
