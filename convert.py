@@ -227,6 +227,8 @@ def run(argv):
     parser.add_argument("--version", type=int, choices=[3, 5, 1], default=3,
                         help="llm.c version to write: 3 float32 (default), 5 bfloat16, 1 float32 unpadded")
     args = parser.parse_args(argv)
+    from .bus_error import say_bus_errors
+    say_bus_errors("gpt-convert")  # its sources are mapped: they may shrink under it
     if Path(args.src).is_dir():
         config = hf_to_llmc(args.src, args.dst, args.version)
     else:

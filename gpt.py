@@ -84,8 +84,10 @@ def run(argv):
     elif not backends.compiled_here(backend):
         cli.say("gpt: a first run on this CPU: compiling the kernels into numba's cache, once "
                 "(up to a minute; later runs load them)")
+    from .bus_error import say_bus_errors
     from .checkpoint import MissingCheckpoint
     from .model import Generator, ProfiledKernels
+    say_bus_errors("gpt")  # the model file is mapped: it may shrink under us
     try:
         checkpoint = backend.load_checkpoint(args.model, args.dtype)
     except MissingCheckpoint as e:

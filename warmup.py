@@ -13,6 +13,7 @@ import sys
 import tempfile
 
 from . import backends
+from . import bus_error  # noqa: F401  (its handlers compile at import, into the cache)
 from .checkpoint import GPT2Config, write_checkpoint
 from .model import Generator
 from .random_model import random_pieces

@@ -309,3 +309,28 @@ def test_download_from_a_hostile_server(server, make_model, tmp_path, case):
         assert ("bad magic number" if case == "endless zeros" else "more bytes than its header says"
                 if case == "a model then more" else "broke off") in line or case == "a model, length too small", line
         assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------
+# a model file that shrinks under the map
+
+@pytest.mark.parametrize("dtype", ["fp32", "int8"])
+def test_a_model_truncated_under_a_running_gpt(make_model, tmp_path, dtype):
+    """`gpt --stdin` answers, the file is cut to its header (what rewriting it in place
+    does for a moment), and the next request reads a lost page: one line, exit 1, not a
+    silent SIGBUS death."""
+    import shutil
+    model = tmp_path / "m.bin"
+    shutil.copy(make_model(confident=True), model)
+    proc = subprocess.Popen([*command("gpt"), "--model", str(model), "--stdin", "--dtype", dtype],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdin.write("1 2\n")
+    proc.stdin.flush()
+    assert all(proc.stdout.readline().strip() for _ in range(8)) and proc.stdout.readline() == "\n"
+    os.truncate(model, 1024)
+    proc.stdin.write("3 4\n")
+    proc.stdin.flush()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and err.splitlines() == [
+        "gpt: error: the model file shrank or was rewritten while gpt read it (SIGBUS); "
+        "replace a model in use by renaming a new file onto it"], err

@@ -13,7 +13,7 @@ from conftest import ROOT, command
 COMMANDS = {"gpt", "chat", "gpt_checkpoint", "convert"}  # the console scripts' modules
 SHARED_BY_COMMANDS = {"cli", "warmup", "_checkout"}  # what only commands may import
 LIBRARY = {"model", "checkpoint", "weights", "files", "safetensors_format", "backends", "dtypes", "errors",
-           "sampler", "random_model", "serial", "parallel", "gpu"}
+           "sampler", "random_model", "serial", "parallel", "gpu", "bus_error"}
 
 
 def package_modules():
