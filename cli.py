@@ -69,6 +69,19 @@ def _standard_streams_open():
                 pass
 
 
+def system_refusal(e):
+    """An OSError or ImportError nothing else caught, in one line: its first sentence, and
+    a hint where a resource limit is the likely cause (ulimit -v stops a shared object
+    from loading, ulimit -n a process from starting)."""
+    import errno
+    text = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)).split(". ")[0].strip()
+    if getattr(e, "filename", None):
+        text = f"{e.filename}: {text}"
+    limited = getattr(e, "errno", None) in (errno.ENOMEM, errno.EMFILE, errno.ENFILE, errno.EAGAIN) or \
+        "shared object" in str(e)
+    return text + (" (is a resource limit, ulimit -v or -n, too low?)" if limited else "")
+
+
 def signal_handled():
     """Forgets a Ctrl-C the program has dealt with (chat: back at the prompt)."""
     _signals.clear()
@@ -119,6 +132,9 @@ def command(prog, run):
                 return 141
             if isinstance(e, MemoryError):  # numpy's says how much it asked for
                 say(f"{prog}: error: out of memory{': ' + str(e) if str(e) else ''}")
+                return 1
+            if isinstance(e, (OSError, ImportError)):  # what the system refused: a limit, a library
+                say(f"{prog}: error: {system_refusal(e)}")
                 return 1
             raise
 

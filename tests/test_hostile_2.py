@@ -334,3 +334,33 @@ def test_a_model_truncated_under_a_running_gpt(make_model, tmp_path, dtype):
     assert proc.returncode == 1 and err.splitlines() == [
         "gpt: error: the model file shrank or was rewritten while gpt read it (SIGBUS); "
         "replace a model in use by renaming a new file onto it"], err
+
+
+# ----------------------------------------------------------------------------
+# resource limits at start-up
+
+def limited(kind, value):
+    import resource
+
+    def apply():
+        resource.setrlimit(kind, (value, value))
+    return apply
+
+
+@pytest.mark.parametrize("name", ["gpt", "gpt-chat"])
+@pytest.mark.parametrize("limit", ["address space", "open files"])
+def test_a_resource_limit_at_start_up_is_one_line(make_model, name, limit):
+    """ulimit -v too low for llvmlite's shared object to load; ulimit -n too low for chat
+    to start its gpt: one line (chat: its own, or its gpt's), exit 1."""
+    import resource
+    kind, value = {"address space": (resource.RLIMIT_AS, 200 << 20), "open files": (resource.RLIMIT_NOFILE, 6)}[limit]
+    model = make_model(VOCAB_50257, confident=True)
+    args = ["1", "2"] if name == "gpt" else ["--once", "hello"]
+    done = subprocess.run([*command(name), "--model", str(model), *args], capture_output=True, text=True,
+                          preexec_fn=limited(kind, value), timeout=120)
+    if name == "gpt" and limit == "open files":  # gpt needs few files: it runs
+        assert done.returncode == 0, done.stderr
+        return
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    line, = done.stderr.splitlines()
+    assert line.startswith(("gpt: error: ", "gpt-chat: error: ")) and "resource limit" in line, line
