@@ -46,7 +46,7 @@ def open_regular(path, what="file"):
     return os.fdopen(fd, "rb")
 
 
-MOST_DIGITS = 30  # of a JSON integer: Python's int() refuses 4,300 with a traceback of its own
+MOST_DIGITS = 100  # of a JSON integer (Python's int() refuses 4,300 with a traceback of its own); the checks after say what range they take
 
 
 def _json_int(text):

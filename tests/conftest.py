@@ -97,3 +97,11 @@ def pytest_terminal_summary(terminalreporter):
                                     yellow=True, bold=True)
     elif reports:
         terminalreporter.write_line(f"the transformers oracle ran: {len({r.nodeid for r in reports})} tests")
+
+
+@pytest.fixture
+def hf(make_model, tmp_path):
+    """A Hugging Face folder (config.json, model.safetensors) of the small model, by gpt-convert."""
+    folder = tmp_path / "hf"
+    assert run_cli(command("gpt-convert"), make_model(), folder).returncode == 0
+    return folder

@@ -245,13 +245,6 @@ def test_random_models_too_big_for_the_machine(tmp_path, args, message):
 # ----------------------------------------------------------------------------
 # 9, 10. gpt-convert: bad configs, bad safetensors, its own source
 
-@pytest.fixture
-def hf(make_model, tmp_path):
-    folder = tmp_path / "hf"
-    assert cli("gpt-convert", make_model(), folder).returncode == 0
-    return folder
-
-
 def edit_config(folder, change):
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps(change(config)))

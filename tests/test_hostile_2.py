@@ -196,13 +196,6 @@ def test_convert_writes_the_pair_or_nothing(make_model, tmp_path):
 # ----------------------------------------------------------------------------
 # JSON numbers of thousands of digits (Python's int() refuses 4,300 with a traceback)
 
-@pytest.fixture
-def hf(make_model, tmp_path):
-    folder = tmp_path / "hf"
-    assert cli("gpt-convert", make_model(), folder).returncode == 0
-    return folder
-
-
 def test_a_config_number_of_thousands_of_digits(hf, tmp_path):
     text = (hf / "config.json").read_text()
     config = json.loads(text)
