@@ -11,7 +11,7 @@ RANDOM_MODEL ?= random_124M.bin
 # torch's CPU build, for the oracle tests against Hugging Face transformers
 TORCH_CPU := 2.13.0+cpu
 
-.PHONY: install run test bench scaling model random-model clean
+.PHONY: install run test bench scaling perplexity model random-model clean
 
 install: $(VENV)/.installed  ## .venv with the project (editable) and its test dependencies
 
@@ -46,6 +46,11 @@ bench: install random-model  ## benchmarks on a generated 124M-shape model (pyte
 
 scaling: install random-model  ## speed-up vs workers K = 1 .. cores and 2x cores: a table and scaling.png (DTYPE=bf16 or int8: those weights)
 	$(BIN)/python benchmarks/scaling.py --model $(RANDOM_MODEL) --plot scaling.png $(if $(DTYPE),--dtype $(DTYPE))
+
+perplexity: install  ## gpt-perplexity on README.md: GPT-2 124M's, or the random model's (DTYPE=bf16 or int8: against fp32)
+	@if [ -f $(MODEL) ]; then m=$(MODEL); else $(MAKE) --no-print-directory random-model >&2; m=$(RANDOM_MODEL); \
+	  echo "make perplexity: no $(MODEL) (make model), so on RANDOM weights: the figures mean nothing" >&2; fi; \
+	$(BIN)/gpt-perplexity --model $$m README.md $(if $(DTYPE),--dtype $(DTYPE) --against fp32)
 
 model: install  ## download llm.c's gpt2_124M.bin (GPT-2 124M, version 3) into this folder
 	$(BIN)/gpt-checkpoint download $(MODEL) $(if $(MODEL_URL),--url $(MODEL_URL))

@@ -266,16 +266,16 @@ def add_generation_options(parser, whose=""):
 
 
 class Progress:
-    """Progress of a long write or download, in bytes, on stderr: tqdm's bar (rate and
+    """Progress of a long write, download or scoring (in bytes, or `unit`), on stderr: tqdm's bar (rate and
     time left) where stderr is a terminal; elsewhere nothing, so that logs and pipes get
     no frames (the command's own last line says what was done). A context manager: the
     bar is closed however the block ends, before any error is said."""
 
-    def __init__(self, label, total):
+    def __init__(self, label, total, unit="B"):
         self.bar, self.done = None, 0
         if sys.stderr is not None and sys.stderr.isatty():
             from tqdm import tqdm
-            self.bar = tqdm(total=total or None, desc=label, unit="B", unit_scale=True,
+            self.bar = tqdm(total=total or None, desc=label, unit=unit, unit_scale=True,
                             unit_divisor=1000, file=sys.stderr, dynamic_ncols=True, mininterval=0.2)
 
     def __enter__(self):
