@@ -1,6 +1,6 @@
-"""What the four commands share: one-line errors, exit codes, signals, progress, stdout.
+"""What the five commands share: one-line errors, exit codes, signals, progress, stdout.
 
-Exit codes, the same for gpt, gpt-chat, gpt-checkpoint and gpt-convert:
+Exit codes, the same for gpt, gpt-chat, gpt-perplexity, gpt-checkpoint and gpt-convert:
   0    done
   1    the work failed: a missing or bad file, a full disk, too little memory, ...
   2    a bad command line (gpt.c's own two messages keep gpt.c's exit 1)
