@@ -34,6 +34,9 @@ def main():
                 for recompute in (False, True):
                     list(Generator(backend.kernels, checkpoint, 10, recompute).complete([1, 2]))
         list(Generator(backend.kernels, checkpoint, 10, sampler=Sampler(0.8, 40, 0.95, 1)).complete([1, 2]))
+        serial = backends.load("serial")  # --backend serial, llm.c's reference: it always recomputes
+        for dtype in ("fp32", "bf16", "int8"):
+            list(Generator(serial.kernels, serial.load_checkpoint(path, dtype), 10, True).complete([1, 2]))
     backend.kernels.fork_join_seconds(rounds=1)  # gpt --profile's empty parallel region
     return 0
 

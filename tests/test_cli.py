@@ -182,7 +182,8 @@ def test_the_install_warm_up_compiles_what_any_run_needs(gpt, make_model, tmp_pa
         for options, stdin in (([], None), (["--recompute"], None), (["--stdin"], "3 4\n5\n"),
                                (["--dtype", "int8"], None), (["--dtype", "bf16"], None),
                                (["--temperature", "0.8", "--top-k", "40", "--top-p", "0.95", "--seed", "1"], None),
-                               (["--top-k", "3"], None), (["--temperature", "2"], None)):
+                               (["--top-k", "3"], None), (["--temperature", "2"], None),
+                               (["--backend", "serial"], None), (["--backend", "serial", "--dtype", "int8"], None)):
             run = gpt("--model", model, *options, *([] if stdin else ["3", "4"]), env=env, input=stdin)
             assert run.returncode == 0 and "data loaded" in run.stdout, (version, config, options, run.stderr)
             assert "data saved" not in run.stdout, (version, config, options)
