@@ -26,8 +26,8 @@ from .errors import Failure  # noqa: E402
 def parse_args(argv):
     parser = cli.ArgumentParser(
         prog="gpt",
-        description="Complete a sequence of GPT-2 token ids to N tokens in total, as gpt.c does: "
-                    "one new token id per line on stdout.",
+        description="Complete a sequence of GPT-2 token ids to N tokens in total, as gpt.c does (or with N "
+                    "new tokens: --max-new-tokens): one new token id per line on stdout.",
         epilog="exit codes: 0 done; 1 gpt.c's two errors, or a bad model file or an unwritable stdout; "
                "2 a bad argument; 130 Ctrl-C, 143 SIGTERM; 141 stdout's reader left. "
                "example: gpt 31373 612   (\"hello there\"; chat.py takes text instead)")
