@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.join(args.llama, "gguf-py"))
 import gguf  # noqa: E402  (llama.cpp's own writer)
 
 from gptpy import checkpoint, model  # noqa: E402
-from gptpy.chat import GPT2_BPE_FILES  # noqa: E402
+from gptpy.encoding import GPT2_BPE_FILES  # noqa: E402
 
 BIN = os.path.join(args.llama, args.build, "bin")
 os.makedirs(args.out, exist_ok=True)
