@@ -97,7 +97,7 @@ def run(argv):
         parser.error(f"-n {args.n} is beyond the model's context of {config.max_seq_len} tokens")
     check_vocabulary(args, args.tokens, tokens, config)
     if args.max_new_tokens is not None and not args.stdin:
-        check_room(tokens, config)
+        check_room(len(tokens), config)
         if len(tokens) + args.max_new_tokens > config.max_seq_len:
             cli.say(f"gpt: {config.max_seq_len - len(tokens)} new tokens, not {args.max_new_tokens}: the model's "
                     f"context is {config.max_seq_len} tokens")
@@ -131,11 +131,11 @@ def total(args, context, config):
     return args.n if args.n is not None else min(context + args.max_new_tokens, config.max_seq_len)
 
 
-def check_room(tokens, config):
-    """--max-new-tokens: a context the model's can hold, with room for a new token."""
-    if len(tokens) >= config.max_seq_len:
-        raise Failure(f"{len(tokens)} tokens fill the model's context of {config.max_seq_len}: "
-                      f"no room for a new one", code=2)
+def check_room(held, config):
+    """A context of `held` tokens that leaves room for a new one in the model's."""
+    if held >= config.max_seq_len:
+        raise Failure(f"{held} tokens fill the model's context of {config.max_seq_len}: no room for a new one",
+                      code=2)
 
 
 def complete(model, tokens, n, more=False):
@@ -158,7 +158,8 @@ def serve(model, args):
             cli.say(f"gpt: error: {e}")
             failed, tokens, more = True, [], False
         if tokens or more:
-            complete(model, tokens, total(args, model.context * more + len(tokens), model.config), more)
+            held = (model.context if more else 0) + len(tokens)
+            complete(model, tokens, total(args, held, model.config), more)
         cli.out("\n")
     return 1 if failed else 0
 
@@ -177,10 +178,10 @@ def parse_request(line, args, model):
         raise Failure("no token ids on the line")
     tokens = [parse_token(text) for text in texts]
     check_vocabulary(args, texts, tokens, model.config)
-    held = model.context * more + len(tokens)  # the context the completion starts from
+    held = (model.context if more else 0) + len(tokens)  # the context the completion starts from
     if args.n is not None and held > args.n - 1:
         raise Failure(f"{held} tokens: -n {args.n} takes at most {args.n - 1}")
-    check_room(range(held), model.config)
+    check_room(held, model.config)
     return tokens, more
 
 
