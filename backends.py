@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from .dtypes import DTYPES
+from .errors import shorten
 
 NAMES = ("parallel", "serial", "cuda")
 DEFAULT = "parallel"
@@ -173,10 +174,6 @@ def load(name, threads=None):
         import numba
         kernels.set_workers(numba.get_num_threads())
     return Backend(name, kernels, threads, cache_problem)
-
-
-def shorten(text, most=24):
-    return text if len(text) <= most else f"{text[:most - 3]}..."
 
 
 def _temporary_cache_if_needed():

@@ -1,6 +1,6 @@
 """A mapped file that shrinks under its reader: one line, not a silent death.
 
-gpt maps its model file (checkpoint.py) and gpt-convert its sources. If the file is
+gpt and gpt-perplexity map the model file (checkpoint.py), gpt-convert its sources. If the file is
 truncated or rewritten in place while they run (`cp new.bin model.bin`), the next read
 of a page it lost raises SIGBUS, whose default kills the process without a word (the
 shell's 135). `say_bus_errors(prog)` installs a handler that writes one line and exits
@@ -21,6 +21,8 @@ _exit = types.ExternalFunction("_exit", types.void(types.int32))
 
 GPT = np.frombuffer(b"gpt: error: the model file shrank or was rewritten while gpt read it (SIGBUS); "
                     b"replace a model in use by renaming a new file onto it\n", dtype=np.uint8)
+PERPLEXITY = np.frombuffer(b"gpt-perplexity: error: the model file shrank or was rewritten while it was read "
+                           b"(SIGBUS)\n", dtype=np.uint8)
 CONVERT = np.frombuffer(b"gpt-convert: error: a source file shrank or was rewritten while gpt-convert read it "
                         b"(SIGBUS)\n", dtype=np.uint8)
 
@@ -32,14 +34,22 @@ def _gpt_bus_error(signum):
 
 
 @cfunc(types.void(types.int32), cache=True)
+def _perplexity_bus_error(signum):
+    _write(2, PERPLEXITY.ctypes.data, PERPLEXITY.size)
+    _exit(1)
+
+
+@cfunc(types.void(types.int32), cache=True)
 def _convert_bus_error(signum):
     _write(2, CONVERT.ctypes.data, CONVERT.size)
     _exit(1)
 
 
+HANDLERS = {"gpt": _gpt_bus_error, "gpt-perplexity": _perplexity_bus_error, "gpt-convert": _convert_bus_error}
+
+
 def say_bus_errors(prog):
     """From now on a SIGBUS in this process is prog's one line and exit 1."""
-    handler = _convert_bus_error if prog == "gpt-convert" else _gpt_bus_error
     libc = ctypes.CDLL(None, use_errno=True)
     libc.signal.argtypes, libc.signal.restype = [ctypes.c_int, ctypes.c_void_p], ctypes.c_void_p
-    libc.signal(signal.SIGBUS, handler.address)
+    libc.signal(signal.SIGBUS, HANDLERS[prog].address)

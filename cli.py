@@ -20,7 +20,7 @@ import sys
 
 from . import backends
 from .dtypes import DTYPES
-from .errors import Failure
+from .errors import Failure, shorten  # noqa: F401  (cli.shorten: the commands')
 
 DEFAULT_MODEL = "gpt2_124M.bin"  # llm.c's starter pack's file, in the current folder
 
@@ -184,10 +184,6 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         raise Failure(f"{message} (see {self.prog.split()[0]} --help)", code=2)
-
-
-def shorten(text, most=24):
-    return text if len(text) <= most else f"{text[:most - 3]}..."
 
 
 def integer(low=None, high=None, what="a whole number", why=""):

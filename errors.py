@@ -43,3 +43,8 @@ def need_memory(nbytes, what):
     if nbytes > have:
         raise Failure(f"out of memory: {what} needs {size_text(nbytes)}, this machine has "
                       f"{size_text(have)} available")
+
+
+def shorten(text, most=24):
+    """text, cut to `most` characters with "..." (a 5,000-digit argument in a message)."""
+    return text if len(text) <= most else f"{text[:most - 3]}..."

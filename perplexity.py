@@ -85,8 +85,6 @@ def token_ids(args):
 
 def run(argv):
     parser, args = parse_args(argv)
-    if args.against is not None and args.against == (args.dtype or "fp32") and args.dtype is not None:
-        parser.error(f"--against {args.against} is the precision measured: give another")
     ids = token_ids(args)
     try:
         backend = backends.load("parallel", args.threads)
@@ -94,7 +92,7 @@ def run(argv):
         raise Failure(str(e), code=2) from None
     from .bus_error import say_bus_errors
     from .checkpoint import MissingCheckpoint, read_header
-    say_bus_errors("gpt")
+    say_bus_errors("gpt-perplexity")
     try:
         version, config = read_header(args.model)
     except MissingCheckpoint as e:
