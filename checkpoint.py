@@ -107,7 +107,7 @@ def config_problem(config, version):
 # reading
 
 # the weights the matmul reads (wte also as the encoder's table): float32, bfloat16 bits
-# as uint16, or int8 with scales (weights.py); every other parameter is float32
+# as uint16, or int8 or int4 with scales (weights.py); every other parameter is float32
 MATMUL_WEIGHTS = ("wte", "qkvw", "attprojw", "fcw", "fcprojw")
 
 
@@ -116,8 +116,8 @@ class Checkpoint:
     path: str
     version: int
     config: GPT2Config
-    params: dict  # name -> read-only ndarray of parameter_table's shape (int8: see load_checkpoint)
-    dtype: str = "fp32"  # of MATMUL_WEIGHTS: "fp32" (float32), "bf16" (uint16 bits) or "int8"
+    params: dict  # name -> read-only ndarray of parameter_table's shape (int8, int4: see load_checkpoint)
+    dtype: str = "fp32"  # of MATMUL_WEIGHTS: "fp32" (float32), "bf16" (uint16 bits), "int8" or "int4"
 
 
 def _fail(path, what):
@@ -177,10 +177,10 @@ def _open_checked(path):
 
 def load_checkpoint(path, dtype=None):
     """Maps a checkpoint read-only. dtype, the precision of MATMUL_WEIGHTS: "fp32", "bf16",
-    "int8", or None for the file's own (bf16 for version 5). A file's own precision is
-    used as it is, mapped, never copied; bfloat16 asked as float32 is widened once
-    (exact), float32 asked as bfloat16 rounded once (to nearest even). int8 is quantized
-    once from the file's own values (weights.quantize_int8): wte becomes a (q, scales)
+    "int8", "int4", or None for the file's own (bf16 for version 5). A file's own precision
+    is used as it is, mapped, never copied; bfloat16 asked as float32 is widened once
+    (exact), float32 asked as bfloat16 rounded once (to nearest even). int8 and int4 are
+    quantized once from the file's own values (weights.quantize_int8, quantize_int4): wte becomes a (q, scales)
     tuple, each stacked weight a weights.QuantizedStack whose [l] is layer l's tuple.
     Other parameters are float32, widened from a version-5 file."""
     if dtype is not None and dtype not in DTYPES:
@@ -218,11 +218,11 @@ def load_checkpoint(path, dtype=None):
 def _convert(tensor, version, name, dtype, forget):
     """A file's tensor (float32, or bfloat16 bits for version 5) in another precision;
     forget(lo, hi) drops the file's pages of rows [lo, hi) once they are read."""
-    if dtype == "int8":
-        from .weights import QuantizedStack, quantize_int8  # numba: only where int8 is asked
-        q, scales = quantize_int8(tensor, forget)
+    if dtype in ("int8", "int4"):
+        from . import weights  # numba: only where a quantized type is asked
+        q, scales = (weights.quantize_int8 if dtype == "int8" else weights.quantize_int4)(tensor, forget)
         q.flags.writeable = scales.flags.writeable = False
-        return (q, scales) if name == "wte" else QuantizedStack(q, scales)
+        return (q, scales) if name == "wte" else weights.QuantizedStack(q, scales)
     tensor = bf16_to_float32(tensor) if version == 5 else float32_to_bf16(tensor)
     tensor.flags.writeable = False  # the same numba type as a mapped view
     return tensor

@@ -249,7 +249,8 @@ def add_generation_options(parser, whose=""):
     option(parser, "--dtype", choices=DTYPES,
            help=f"{whose}precision of the matmul weights, the LM head's included: fp32; bf16 (half "
                 "the bytes to read per token); int8, quantized at load per block of 32 values (a "
-                "quarter); default: the model file's own (bf16 for version 5)")
+                "quarter); int4, the same in 4 bits (an eighth, as llama.cpp's q4_0); default: the model "
+                "file's own (bf16 for version 5)")
     sampling = parser.add_argument_group(f"{whose}sampling (without any of these: gpt.c's fixed coin of 0.5)")
     option(sampling, "--temperature", type=real(0.0, 1e6), metavar="T",
            help="divide the logits by T (default 1); 0 takes the most probable token")

@@ -6,13 +6,15 @@ A matmul weight (the LM head and token embedding wte included) is stored as one 
 - fp32: float32, 4 bytes a value;
 - bf16: bfloat16, the top 16 bits of a float32, 2 bytes a value (a version-5 file's own);
 - int8: an int8 per value and a float32 scale per QBLOCK consecutive values of a row,
-  quantized at load (1 + 4 / QBLOCK bytes a value).
+  quantized at load (1 + 4 / QBLOCK bytes a value);
+- int4: a nibble per value and a bfloat16 scale per QBLOCK values of a row, quantized
+  at load (1/2 + 2 / QBLOCK bytes a value: llama.cpp's q4_0 size).
 Every other parameter is float32, and so is every product and sum.
 """
 
-QBLOCK = 32  # int8: values per scale; weight_at finds a value's scale by a shift, so a power of 2
+QBLOCK = 32  # int8 and int4: values per scale; weight_at finds a value's scale by a shift, so a power of 2
 
-BYTES_PER_VALUE = {"fp32": 4, "bf16": 2, "int8": 1 + 4 / QBLOCK}
+BYTES_PER_VALUE = {"fp32": 4, "bf16": 2, "int8": 1 + 4 / QBLOCK, "int4": 1 / 2 + 2 / QBLOCK}
 DTYPES = tuple(BYTES_PER_VALUE)  # the names --dtype takes
 
 # a checkpoint version's own precision (checkpoint.py): what --dtype defaults to, used as

@@ -4,7 +4,7 @@ after an install starts as fast as any.
 
 numba caches a kernel per type signature, not per shape, so a small model read the way
 `gpt` reads any model (mapped, read-only) compiles exactly what a run of GPT-2 needs:
-float32, bfloat16 and int8 weights (quantized from either file version), the KV cache
+float32, bfloat16, int8 and int4 weights (quantized from either file version), the KV cache
 and --recompute, gpt.c's coin and the compiled draw of the sampling options.
 """
 
@@ -19,14 +19,14 @@ from .model import Generator
 from .random_model import random_pieces
 from .sampler import Sampler
 
-# channels in whole int8 blocks, so that decoding's int16 x int8 matvec compiles too
+# channels in whole blocks, so that decoding's int16 x int8 (int4) matvec compiles too
 SMALL = GPT2Config(max_seq_len=16, vocab_size=64, padded_vocab_size=128, num_layers=1, num_heads=2, channels=32)
 
 
 def main():
     backend = backends.load("parallel", os.cpu_count())
     with tempfile.TemporaryDirectory() as folder:
-        for version, dtypes in ((3, ("fp32", "bf16", "int8")), (5, ("int8",))):
+        for version, dtypes in ((3, ("fp32", "bf16", "int8", "int4")), (5, ("int8", "int4"))):
             path = os.path.join(folder, f"warmup_v{version}.bin")
             write_checkpoint(path, SMALL, random_pieces(SMALL), version)
             for dtype in dtypes:  # a weight's type is part of a kernel's signature
@@ -35,7 +35,7 @@ def main():
                     list(Generator(backend.kernels, checkpoint, 10, recompute).complete([1, 2]))
         list(Generator(backend.kernels, checkpoint, 10, sampler=Sampler(0.8, 40, 0.95, 1)).complete([1, 2]))
         serial = backends.load("serial")  # --backend serial, llm.c's reference: it always recomputes
-        for dtype in ("fp32", "bf16", "int8"):
+        for dtype in ("fp32", "bf16", "int8", "int4"):
             list(Generator(serial.kernels, serial.load_checkpoint(path, dtype), 10, True).complete([1, 2]))
     backend.kernels.fork_join_seconds(rounds=1)  # gpt --profile's empty parallel region
     return 0

@@ -148,7 +148,7 @@ def main():
     parser.add_argument("--prompt", default="31373,612")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--plot", default=str(ROOT / "scaling.png"))
-    parser.add_argument("--dtype", choices=("fp32", "bf16", "int8"), help="the weights' precision (default: the file's own)")
+    parser.add_argument("--dtype", choices=("fp32", "bf16", "int8", "int4"), help="the weights' precision (default: the file's own)")
     parser.add_argument("--worker", choices=("serial", "parallel"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     prompt = [int(t) for t in args.prompt.split(",")]

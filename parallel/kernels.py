@@ -22,7 +22,7 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from ..dtypes import QBLOCK
-from ..weights import _as_float32, dot_int8_int16, weight_at
+from ..weights import _as_float32, dot_blocks_int16, rows_for_tiles, scratch_for, weight_at
 
 jit = njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
 GELU_SCALING_FACTOR = np.float32(math.sqrt(2.0 / math.pi))
@@ -179,12 +179,12 @@ def _normalize(out, mean, rstd, inp, weight, bias, T, C, lo, hi):
 
 def matmul_forward(out, inp, weight, bias, B, T, C, OC):
     """serial.matmul_forward; workers split the OC output channels, so each reads only
-    its share of the weight. Decoding (T < 4) with int8 weights whose rows are whole
-    blocks rounds the inputs to int16 first (a scale per position) and multiplies in
-    integers (_matvec_int8): the results move by at most 1.5e-5 of the largest input
-    times the row's absolute sum, far below the int8 weights' own rounding."""
+    its share of the weight. Decoding (T < 4) with int8 or int4 weights whose rows are
+    whole blocks rounds the inputs to int16 first (a scale per position) and multiplies
+    in integers (_matvec_quantized): the results move by at most 1.5e-5 of the largest
+    input times the row's absolute sum, far below the weights' own rounding."""
     if isinstance(weight, tuple) and T < 4 and C % QBLOCK == 0:
-        _matvec_int8(out, inp, weight[0], weight[1], bias, B, T, C, OC, _pool())
+        _matvec_quantized(out, inp, weight[0], weight[1], bias, B, T, C, OC, _pool())
     else:
         _matmul_forward(out, inp, weight, bias, B, T, C, OC, _pool())
 
@@ -229,32 +229,35 @@ def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K, CH=TILE_CHANNELS):
         if T < 4:
             for b in range(B):
                 for o in range(lo, hi):
-                    _dot_rows(out, inp, weight, bias, b, o, 0, T, C)
+                    _dot_rows(out, inp, weight, bias, b, o, o, 0, T, C)
             continue
         tiles_end = lo + (hi - lo) // CH * CH
         T4 = T // 4 * 4
+        scratch = scratch_for(weight, OB, C)  # int4's rows, decoded a block at a time
         for b in range(B):
             for ob in range(lo, tiles_end, OB):
                 oe = min(ob + OB, tiles_end)
+                rows, first = rows_for_tiles(weight, ob, oe, scratch)
                 for t in range(0, T4, 4):
                     for o in range(ob, oe, CH):
                         if CH == 4:
-                            _tile_4x4(out, inp, weight, bias, b, o, t, C)
+                            _tile_4x4(out, inp, rows, bias, b, o, o - first, t, C)
                         else:
-                            _tile_2x4(out, inp, weight, bias, b, o, t, C)
+                            _tile_2x4(out, inp, rows, bias, b, o, o - first, t, C)
                 # the block's last T % 4 positions, while its rows are in L2
                 for o in range(ob, oe):
-                    _dot_rows(out, inp, weight, bias, b, o, T4, T, C)
+                    _dot_rows(out, inp, rows, bias, b, o, o - first, T4, T, C)
             for o in range(tiles_end, hi):  # the last (hi - lo) % CH channels: every position
-                _dot_rows(out, inp, weight, bias, b, o, 0, T, C)
+                _dot_rows(out, inp, weight, bias, b, o, o, 0, T, C)
 
 
 @njit(cache=True, fastmath=True, error_model="numpy", inline="always")
-def _tile_2x4(out, inp, weight, bias, b, o, t, C):
-    """out[b, t:t+4, o:o+2]: 8 dot products in 8 accumulators, one pass over C."""
+def _tile_2x4(out, inp, weight, bias, b, o, r, t, C):
+    """out[b, t:t+4, o:o+2]: 8 dot products in 8 accumulators, one pass over C; channel
+    o's weights are row r of `weight`."""
     a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = np.float32(0.0)
     for i in range(C):
-        w0, w1 = weight_at(weight, o, i), weight_at(weight, o + 1, i)
+        w0, w1 = weight_at(weight, r, i), weight_at(weight, r + 1, i)
         x0, x1, x2, x3 = inp[b, t, i], inp[b, t + 1, i], inp[b, t + 2, i], inp[b, t + 3, i]
         a00 += x0 * w0
         a01 += x1 * w0
@@ -273,13 +276,14 @@ def _tile_2x4(out, inp, weight, bias, b, o, t, C):
 
 
 @njit(cache=True, fastmath=True, error_model="numpy", inline="always")
-def _tile_4x4(out, inp, weight, bias, b, o, t, C):
-    """out[b, t:t+4, o:o+4]: 16 dot products in 16 accumulators, one pass over C."""
+def _tile_4x4(out, inp, weight, bias, b, o, r, t, C):
+    """out[b, t:t+4, o:o+4]: 16 dot products in 16 accumulators, one pass over C; channel
+    o's weights are row r of `weight`."""
     a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = np.float32(0.0)
     a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = np.float32(0.0)
     for i in range(C):
-        w0, w1 = weight_at(weight, o, i), weight_at(weight, o + 1, i)
-        w2, w3 = weight_at(weight, o + 2, i), weight_at(weight, o + 3, i)
+        w0, w1 = weight_at(weight, r, i), weight_at(weight, r + 1, i)
+        w2, w3 = weight_at(weight, r + 2, i), weight_at(weight, r + 3, i)
         x0, x1, x2, x3 = inp[b, t, i], inp[b, t + 1, i], inp[b, t + 2, i], inp[b, t + 3, i]
         a00 += x0 * w0
         a01 += x1 * w0
@@ -326,10 +330,10 @@ def _int16_scale(x):
 
 
 @jit
-def _matvec_int8(out, inp, q, scales, bias, B, T, C, OC, K):
-    """out (B,T,OC) = inp @ dequantized (q, scales).T + bias, for a few positions: each
-    input row rounded to int16 with the scale max|row| / 32767 (into xq), then each
-    output a dot_int8_int16 of a weight row, times that scale. A row with an inf or a
+def _matvec_quantized(out, inp, q, scales, bias, B, T, C, OC, K):
+    """out (B,T,OC) = inp @ dequantized (q, scales).T + bias, int8 or int4, for a few
+    positions: each input row rounded to int16 with the scale max|row| / 32767 (into
+    xq), then each output a dot_blocks_int16 of a weight row, times that scale. A row with an inf or a
     NaN takes the float32 path (rounding would hide them)."""
     xq = np.empty((B, T, C), np.int16)
     row_scale = np.empty((B, T), np.float32)
@@ -346,21 +350,22 @@ def _matvec_int8(out, inp, q, scales, bias, B, T, C, OC, K):
             for t in range(T):
                 if row_scale[b, t] < 0:  # an inf or a NaN: as the float32 path computes it
                     for o in range(lo, hi):
-                        _dot_rows(out, inp, (q, scales), bias, b, o, t, t + 1, C)
+                        _dot_rows(out, inp, (q, scales), bias, b, o, o, t, t + 1, C)
                     continue
                 for o in range(lo, hi):
                     b0 = np.float32(0.0) if bias is None else bias[o]
-                    out[b, t, o] = dot_int8_int16(q[o], xq[b, t], scales[o], blocks) * row_scale[b, t] + b0
+                    out[b, t, o] = dot_blocks_int16(q[o], xq[b, t], scales[o], blocks) * row_scale[b, t] + b0
 
 
 @njit(cache=True, fastmath=True, error_model="numpy", inline="always")
-def _dot_rows(out, inp, weight, bias, b, o, t_start, T, C):
-    """out[b, t, o] for t in [t_start, T), one dot product at a time."""
+def _dot_rows(out, inp, weight, bias, b, o, r, t_start, T, C):
+    """out[b, t, o] for t in [t_start, T), one dot product at a time; channel o's
+    weights are row r of `weight`."""
     b0 = np.float32(0.0) if bias is None else bias[o]
     for t in range(t_start, T):
         a0 = np.float32(0.0)
         for i in range(C):
-            a0 += inp[b, t, i] * weight_at(weight, o, i)
+            a0 += inp[b, t, i] * weight_at(weight, r, i)
         out[b, t, o] = a0 + b0
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gptpy import backends
-from gptpy.checkpoint import load_checkpoint
+from gptpy.checkpoint import MATMUL_WEIGHTS, load_checkpoint
 from conftest import ROOT, SMALL, VOCAB_50257, command, gpt_command, one_error_line
 from reference import sample_gpt_c
 
@@ -172,18 +172,19 @@ def cache_files(folder):
 def test_the_install_warm_up_compiles_what_any_run_needs(gpt, make_model, tmp_path):
     """`make install` runs gptpy.warmup on a model of its own: a run on another shape and
     every file version (the main job's float32 on versions 1 and 3, version 5's bfloat16),
-    with the KV cache, recomputing, resident, in int8, or under chat, then compiles nothing."""
+    with the KV cache, recomputing, resident, in int8 or int4, or under chat, then compiles nothing."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_DEBUG_CACHE": "1"}
     warm = subprocess.run([sys.executable, "-m", "gptpy.warmup"], env=env, capture_output=True, text=True)
     assert warm.returncode == 0 and "data saved" in warm.stdout, warm.stderr
-    blocks = dataclasses.replace(SMALL, channels=64, num_heads=2)  # int8 decoding's int16 x int8 matvec
+    blocks = dataclasses.replace(SMALL, channels=64, num_heads=2)  # decoding's int16 x int8 (int4) matvec
     for version, config in ((1, SMALL), (3, SMALL), (5, SMALL), (3, blocks)):
         model = make_model(config, version=version, confident=True)
         for options, stdin in (([], None), (["--recompute"], None), (["--stdin"], "3 4\n5\n"),
-                               (["--dtype", "int8"], None), (["--dtype", "bf16"], None),
+                               (["--dtype", "int8"], None), (["--dtype", "int4"], None), (["--dtype", "bf16"], None),
                                (["--temperature", "0.8", "--top-k", "40", "--top-p", "0.95", "--seed", "1"], None),
                                (["--top-k", "3"], None), (["--temperature", "2"], None),
-                               (["--backend", "serial"], None), (["--backend", "serial", "--dtype", "int8"], None)):
+                               (["--backend", "serial"], None), (["--backend", "serial", "--dtype", "int8"], None),
+                               (["--backend", "serial", "--dtype", "int4"], None)):
             run = gpt("--model", model, *options, *([] if stdin else ["3", "4"]), env=env, input=stdin)
             assert run.returncode == 0 and "data loaded" in run.stdout, (version, config, options, run.stderr)
             assert "data saved" not in run.stdout, (version, config, options)
@@ -216,8 +217,26 @@ def test_int8_gives_fp32s_tokens_where_fp32_decides_by_a_wide_margin(gpt, make_m
         assert tokens_of(gpt("--model", model, "--dtype", "int8", *options.split(), *prompt)) == expected, options
 
 
-@pytest.mark.parametrize("dtype", ["bf16", "int8"])
-def test_the_gpu_backend_refuses_bf16_and_int8_in_one_line(gpt, make_model, dtype):
+@pytest.mark.parametrize("version", [3, 5])
+@pytest.mark.parametrize("prompt,wide", [([5, 6], False), ([17], False), ([31, 61, 2], True)])
+def test_int4_gives_its_references_tokens_and_fp32s_where_fp32s_margin_is_wide(gpt, make_model, version, prompt, wide):
+    """int4 moves these models' logits (standard deviation 20) by up to ~10, and flips
+    decisions that int8 keeps: every backend and mode draws the tokens of numpy's forward
+    on the weights as int4 holds them (test_int4.int4_reference), and, where fp32's CDF
+    stays 0.3 from the coin at every step, fp32's tokens too."""
+    from test_forward import int4_dequantized
+    model = make_model(version=version, confident=True)
+    params = load_checkpoint(model, "fp32").params
+    as_held = {name: int4_dequantized(x) if name in MATMUL_WEIGHTS else x for name, x in params.items()}
+    expected = sample_gpt_c(as_held, SMALL, prompt, 10, margin=0.02)[len(prompt):]
+    if wide:
+        assert sample_gpt_c(params, SMALL, prompt, 10, margin=0.3)[len(prompt):] == expected
+    for options in ("", "--recompute", "--backend serial", "--threads 1"):
+        assert tokens_of(gpt("--model", model, "--dtype", "int4", *options.split(), *prompt)) == expected, options
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "int8", "int4"])
+def test_the_gpu_backend_refuses_other_dtypes_in_one_line(gpt, make_model, dtype):
     line = one_error_line(gpt("--model", make_model(version=5), "--backend", "cuda", "--dtype", dtype, "1"), 2)
     assert f"--dtype {dtype} is not available with --backend cuda" in line
 

@@ -14,6 +14,7 @@ from conftest import SMALL
 from gptpy import backends
 from gptpy.model import Activations, gpt2_forward
 from reference import gpt2_logits, softmax
+from gptpy.dtypes import QBLOCK
 from test_kernels import dequantize, quantize_reference
 
 BACKENDS = backends.available()  # cuda where a GPU or numba's simulator is
@@ -119,7 +120,7 @@ def test_every_prompt_length_gives_the_same_tokens_everywhere(make_model, length
         assert list(generate(backends.load("parallel").kernels, ckpt, prompt, 10, recompute)) == reference
 
 
-# bf16 and int8 weights on values off the bfloat16 grid (real weights are): the logits
+# bf16, int8 and int4 weights on values off the bfloat16 grid (real weights are): the logits
 # against numpy's forward on the weights as each dtype holds them, rounded or quantized
 # by numpy formulas written apart from the loader's
 
@@ -134,6 +135,13 @@ def int8_reference(w):
     rows = w.reshape(-1, w.shape[-1])
     q, scales = quantize_reference(rows)
     return dequantize(q, scales).reshape(w.shape)
+
+
+def int4_dequantized(w):
+    """A weight (..., OC, C) as its int4 blocks dequantize (test_int4.int4_reference)."""
+    from test_int4 import int4_reference
+    levels, d = int4_reference(w.reshape(-1, w.shape[-1]))
+    return (levels * np.repeat(d, QBLOCK, axis=1)[:, :w.shape[-1]]).astype(np.float32).reshape(w.shape)
 
 
 @pytest.fixture(scope="module")
@@ -153,13 +161,13 @@ def off_grid_model(tmp_path_factory):
 
 
 @pytest.mark.parametrize("backend", ["serial", "parallel"])
-@pytest.mark.parametrize("dtype", ["bf16", "int8"])
-def test_bf16_and_int8_logits_match_numpy_off_the_bf16_grid(backend, dtype, off_grid_model):
+@pytest.mark.parametrize("dtype", ["bf16", "int8", "int4"])
+def test_quantized_logits_match_numpy_off_the_bf16_grid(backend, dtype, off_grid_model):
     from gptpy.checkpoint import MATMUL_WEIGHTS
     path, params = off_grid_model
     tokens = np.array([5, 100, 0, 42, 42, 3, 99, 1, 64])
-    as_held = {name: (bf16_round_reference(x) if dtype == "bf16" else int8_reference(x))
-               if name in MATMUL_WEIGHTS else x for name, x in params.items()}
+    reference = {"bf16": bf16_round_reference, "int8": int8_reference, "int4": int4_dequantized}[dtype]
+    as_held = {name: reference(x) if name in MATMUL_WEIGHTS else x for name, x in params.items()}
     expected = gpt2_logits(as_held, SMALL, tokens)
     ckpt = load_checkpoint(path, dtype)
     acts = Activations(SMALL, 1, len(tokens))

@@ -39,12 +39,12 @@ def test_every_pool_size_prints_the_reference_tokens(gpt, make_model, prompt):
             assert list(map(int, result.stdout.split())) == expected, (K, mode)
 
 
-# channels in whole int8 blocks: decoding takes the int16 x int8 matvec (parallel.kernels._matvec_int8)
+# channels in whole blocks: decoding takes the int16 x int8 (int4) matvec (parallel.kernels._matvec_quantized)
 BLOCKS = dataclasses.replace(SMALL, channels=64, num_heads=2)
 
 
 @pytest.mark.parametrize("config", [SMALL, BLOCKS], ids=["C=36", "C=64"])
-@pytest.mark.parametrize("dtype", ["bf16", "int8"])
+@pytest.mark.parametrize("dtype", ["bf16", "int8", "int4"])
 def test_every_pool_size_prints_the_serial_backends_tokens_in_every_dtype(gpt, make_model, dtype, config):
     path = make_model(config, seed=2, confident=True)
     prompt = [5, 100, 0, 42]

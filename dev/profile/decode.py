@@ -6,7 +6,7 @@ import numpy as np
 from gptpy import checkpoint, model
 import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
-args = devargs.parse(__doc__, [("context", dict(type=int)), ("--dtype", dict(choices=("fp32", "bf16", "int8")))])
+args = devargs.parse(__doc__, [("context", dict(type=int)), ("--dtype", dict(choices=("fp32", "bf16", "int8", "int4")))])
 ctx = args.context
 ck = checkpoint.load_checkpoint(args.model, args.dtype); cfg = ck.config
 k = model.ProfiledKernels(args.kernels)

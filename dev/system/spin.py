@@ -9,7 +9,7 @@ import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(_
 import devargs
 
 args = devargs.parse(__doc__, [("--spins", dict(default="default,1000,0")), ("--worker", dict(default=None)),
-                               ("--dtype", dict(default="fp32", choices=("fp32", "bf16", "int8")))])
+                               ("--dtype", dict(default="fp32", choices=("fp32", "bf16", "int8", "int4")))])
 if args.worker is not None:  # one process: median decode ms/token at context 16
     import numpy as np
     from gptpy import checkpoint, model
