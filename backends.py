@@ -15,12 +15,13 @@ import sys
 from dataclasses import dataclass
 from types import ModuleType
 
-from .dtypes import DTYPES
+from .dtypes import DTYPES, KV_DTYPES
 from .errors import shorten
 
 NAMES = ("parallel", "serial", "cuda")
 DEFAULT = "parallel"
 SUPPORTED_DTYPES = {"parallel": DTYPES, "serial": DTYPES, "cuda": ("fp32",)}  # cuda's kernels read float32
+SUPPORTED_KV_DTYPES = {"parallel": KV_DTYPES, "serial": KV_DTYPES, "cuda": ("fp32",)}
 
 
 def dtype_problem(name, dtype):
@@ -29,6 +30,14 @@ def dtype_problem(name, dtype):
         return None
     return (f"--dtype {dtype} is not available with --backend {name} (its kernels read "
             f"{', '.join(SUPPORTED_DTYPES[name])} weights)")
+
+
+def kv_dtype_problem(name, kv_dtype):
+    """Why backend `name` cannot keep its KV cache in `kv_dtype`, in words; None if it can."""
+    if kv_dtype is None or kv_dtype in SUPPORTED_KV_DTYPES[name]:
+        return None
+    return (f"--kv-dtype {kv_dtype} is not available with --backend {name} (its KV cache is "
+            f"{', '.join(SUPPORTED_KV_DTYPES[name])})")
 
 
 def numba_num_threads():

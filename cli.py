@@ -19,7 +19,7 @@ import signal
 import sys
 
 from . import backends
-from .dtypes import DTYPES
+from .dtypes import DTYPES, KV_DTYPES
 from .errors import Failure, shorten  # noqa: F401  (cli.shorten: the commands')
 
 DEFAULT_MODEL = "gpt2_124M.bin"  # llm.c's starter pack's file, in the current folder
@@ -251,6 +251,10 @@ def add_generation_options(parser, whose=""):
                 "the bytes to read per token); int8, quantized at load per block of 32 values (a "
                 "quarter); int4, the same in 4 bits (an eighth, as llama.cpp's q4_0); default: the model "
                 "file's own (bf16 for version 5)")
+    option(parser, "--kv-dtype", choices=KV_DTYPES,
+           help=f"{whose}precision of the KV cache (the keys and values of past positions): fp32, or "
+                "bf16 (half the bytes that attention reads per position); default: fp32 with fp32 "
+                "weights (gpt.c's numbers), bf16 with the others")
     sampling = parser.add_argument_group(f"{whose}sampling (without any of these: gpt.c's fixed coin of 0.5)")
     option(sampling, "--temperature", type=real(0.0, 1e6), metavar="T",
            help="divide the logits by T (default 1); 0 takes the most probable token")

@@ -17,6 +17,18 @@ QBLOCK = 32  # int8 and int4: values per scale; weight_at finds a value's scale 
 BYTES_PER_VALUE = {"fp32": 4, "bf16": 2, "int8": 1 + 4 / QBLOCK, "int4": 1 / 2 + 2 / QBLOCK}
 DTYPES = tuple(BYTES_PER_VALUE)  # the names --dtype takes
 
+# the KV cache (model.Activations' qkv): float32, or bfloat16 bits (half the bytes that
+# attention reads per cached position; weights.stored rounds each value once)
+KV_DTYPES = ("fp32", "bf16")
+
+
+def default_kv_dtype(dtype):
+    """The KV cache's precision when none is asked: float32 with float32 weights (gpt.c's
+    numbers, exactly), bfloat16 with the others, whose own rounding is far larger than
+    bfloat16's (docs/accuracy.md measures both)."""
+    return "fp32" if dtype == "fp32" else "bf16"
+
+
 # a checkpoint version's own precision (checkpoint.py): what --dtype defaults to, used as
 # the file holds it, mapped, never copied
 FILE_DTYPE = {1: "fp32", 3: "fp32", 5: "bf16"}

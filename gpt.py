@@ -73,6 +73,8 @@ def run(argv):
         raise Failure("--stdin: standard input is closed")
     if problem := backends.dtype_problem(args.backend, args.dtype):  # before the backend's slow import
         parser.error(f"{problem}; use --dtype fp32")
+    if problem := backends.kv_dtype_problem(args.backend, args.kv_dtype):
+        parser.error(f"{problem}; use --kv-dtype fp32")
     cli.flush_stdout()  # stdout closed or full: say so before the model is loaded
 
     try:
@@ -109,7 +111,9 @@ def run(argv):
     # --stdin's varied prompts and continued contexts) the whole context
     positions = args.n or (config.max_seq_len if args.stdin else min(len(tokens) + args.max_new_tokens,
                                                                         config.max_seq_len))
-    model = Generator(kernels, checkpoint, positions, args.recompute or args.backend == "serial", sampler)
+    from .dtypes import default_kv_dtype
+    model = Generator(kernels, checkpoint, positions, args.recompute or args.backend == "serial", sampler,
+                      args.kv_dtype or default_kv_dtype(checkpoint.dtype))
     code = serve(model, args) if args.stdin else complete(model, tokens, total(args, len(tokens), config))
     if args.profile:
         cli.say(kernels.report())

@@ -46,15 +46,20 @@ def activation_table(config, B, Tq, T, all_logits=True):
 class Activations:
     """Buffers for up to B x maxT positions, allocated once. `shaped(B, Tq, T)` views
     them with the shapes for Tq new of T positions, contiguous as the kernels expect
-    (the cache's view `qkv[l]` of its first T positions is, for B = 1). Without
+    (the cache's view `qkv[l]` of its first T positions is, for B = 1). kv_dtype "bf16"
+    keeps the cache, qkv, in bfloat16 bits (uint16), every other buffer float32. Without
     `all_logits`, they hold the logits of one position (gpt2_forward's last_only): a
     long context's generation needs no Tq x vocabulary rows."""
 
-    def __init__(self, config, B, maxT, zeros=HostMemory.zeros, all_logits=True):
+    def __init__(self, config, B, maxT, zeros=HostMemory.zeros, all_logits=True, kv_dtype="fp32"):
         self.config, self.all_logits = config, all_logits
         table = activation_table(config, B, maxT, maxT, all_logits)
         need_memory(4 * sum(math.prod(shape) for _, shape in table), f"{B} x {maxT} positions' activations")
-        self.flat = {name: zeros(math.prod(shape)) for name, shape in table}
+        self.flat = {name: zeros(math.prod(shape)) for name, shape in table if name != "qkv"}
+        qkv_values = math.prod(dict(table)["qkv"])
+        # the cache in bfloat16 bits: the matmul rounds into it, attention widens from it
+        # (weights.stored, weights.as_float); the CPU backends' only (backends.kv_dtype_problem)
+        self.flat["qkv"] = zeros(qkv_values) if kv_dtype == "fp32" else np.zeros(qkv_values, np.uint16)
         self.qkv = self.flat["qkv"].reshape(config.num_layers, B, maxT, 3 * config.channels)
 
     def logits_of(self, probs):
@@ -118,11 +123,11 @@ class Generator:
     """A model ready to complete prompts: the weights where the kernels read them and
     the activation buffers, made once and reused by every completion (gpt --stdin)."""
 
-    def __init__(self, kernels, checkpoint, n, recompute=False, sampler=None):
+    def __init__(self, kernels, checkpoint, n, recompute=False, sampler=None, kv_dtype="fp32"):
         self.kernels, self.config, self.n, self.recompute = kernels, checkpoint.config, n, recompute
         self.memory = memory_of(kernels)
         self.params = self.memory.upload(checkpoint.params)  # the GPU's copy of the weights, made once
-        self.acts = Activations(self.config, 1, n - 1, self.memory.zeros, all_logits=recompute)
+        self.acts = Activations(self.config, 1, n - 1, self.memory.zeros, all_logits=recompute, kv_dtype=kv_dtype)
         self.sampler = sampler or Sampler()
         self.inputs = np.zeros((1, n), dtype=np.int32)
         self.context = 0  # the tokens of the last completion: its prompt and the tokens it yielded
@@ -167,9 +172,9 @@ class Generator:
             yield next_token
 
 
-def generate(kernels, checkpoint, tokens, n, recompute=False, sampler=None):
+def generate(kernels, checkpoint, tokens, n, recompute=False, sampler=None, kv_dtype="fp32"):
     """The tokens that follow `tokens`, n in all: a Generator made for one completion."""
-    return Generator(kernels, checkpoint, n, recompute, sampler).complete(tokens)
+    return Generator(kernels, checkpoint, n, recompute, sampler, kv_dtype).complete(tokens)
 
 
 class ProfiledKernels:

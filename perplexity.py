@@ -21,7 +21,7 @@ if __name__ == "__main__" and not __package__:  # `python perplexity.py` in a ch
 from pathlib import Path  # noqa: E402
 
 from . import backends, cli  # noqa: E402  (standard library only at import)
-from .dtypes import DTYPES  # noqa: E402
+from .dtypes import DTYPES, KV_DTYPES  # noqa: E402
 from .errors import Failure  # noqa: E402
 
 MAX_TEXT = 64 << 20  # bytes of a text or ids file: far more than a perplexity run needs
@@ -39,9 +39,11 @@ def parse_args(argv):
     parser.add_argument("--ids", metavar="IDS_FILE", help="instead of a text: token ids, whitespace-separated")
     parser.add_argument("--model", default=cli.DEFAULT_MODEL, help=f"llm.c checkpoint (default: {cli.DEFAULT_MODEL})")
     parser.add_argument("--dtype", choices=DTYPES, help="the precision measured (default: the file's own)")
+    parser.add_argument("--kv-dtype", choices=KV_DTYPES,
+                        help="the KV cache's precision (default: fp32 with fp32 weights, bf16 with the others)")
     parser.add_argument("--against", choices=DTYPES, metavar="DTYPE",
-                        help="also compare the next-token distributions with this precision's: "
-                             f"KL divergence and top-1 agreement ({', '.join(DTYPES)})")
+                        help="also compare the next-token distributions with this precision's (its KV "
+                             f"cache in its default): KL divergence and top-1 agreement ({', '.join(DTYPES)})")
     parser.add_argument("--threads", type=cli.threads_type(), default=backends.default_threads(), metavar="K",
                         help=f"the pool's size (default: the {backends.default_threads()} CPUs this process may use)")
     args = parser.parse_args(argv)
@@ -97,10 +99,12 @@ def run(argv):
         version, config = read_header(args.model)
     except MissingCheckpoint as e:
         raise Failure(f"{e}; `make model` downloads GPT-2 124M, or pass --model PATH") from None
-    from .dtypes import FILE_DTYPE
+    from .dtypes import FILE_DTYPE, default_kv_dtype
     measured = args.dtype or FILE_DTYPE[version]
-    if args.against == measured:
-        parser.error(f"--against {args.against} is the precision measured: give another")
+    kv_dtype = args.kv_dtype or default_kv_dtype(measured)
+    if args.against == measured and kv_dtype == default_kv_dtype(measured):
+        parser.error(f"--against {args.against} is the precision measured: give another"
+                     f"{'' if args.kv_dtype else ', or a --kv-dtype'}")
     if len(ids) < 2:
         raise Failure(f"{len(ids)} token{'s' * (len(ids) != 1)}: nothing to score (a token is scored given the one "
                       f"before it)", code=2)
@@ -111,14 +115,15 @@ def run(argv):
     checkpoint = backend.load_checkpoint(args.model, args.dtype)
     reference = backend.load_checkpoint(args.model, args.against) if args.against else None
     with cli.Progress("scoring", len(ids), unit="tok") as progress:
-        scores = score(backend.kernels, checkpoint, ids, reference, progress.update)
+        scores = score(backend.kernels, checkpoint, ids, reference, progress.update, kv_dtype,
+                       default_kv_dtype(args.against or measured))
     cli.say(f"{len(ids)} tokens, {scores.scored} scored in {len(windows(len(ids), config.max_seq_len))} windows of "
-            f"up to {config.max_seq_len}; {measured} weights")
+            f"up to {config.max_seq_len}; {measured} weights, {kv_dtype} KV cache")
     cli.out(f"perplexity {scores.perplexity:.4f}\n")
     if reference is not None:
         import numpy as np
         kl = np.asarray(scores.kl)
-        cli.out(f"kl_divergence_mean {kl.mean():.6g} (against {args.against})\n")
+        cli.out(f"kl_divergence_mean {kl.mean():.6g} (against {args.against}, {default_kv_dtype(args.against)} KV cache)\n")
         cli.out(f"kl_divergence_p99 {np.percentile(kl, 99):.6g}\n")
         cli.out(f"top1_agreement {scores.same_top1 / scores.scored:.4f}\n")
     return 0

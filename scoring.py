@@ -47,22 +47,24 @@ class Scores:
         return math.exp(self.nll / self.scored)
 
 
-def score(kernels, checkpoint, ids, reference=None, done=None):
+def score(kernels, checkpoint, ids, reference=None, done=None, kv_dtype="fp32", reference_kv_dtype="fp32"):
     """Scores the token ids (a sequence of ints, each below the model's vocabulary) with
-    `checkpoint`'s model on `kernels`; with `reference` (the same model in another
-    precision), also the KL divergence and top-1 agreement against it. done(tokens) is
-    called after each window."""
+    `checkpoint`'s model on `kernels`, its KV cache in `kv_dtype`; with `reference` (the
+    same model in another precision, its cache in `reference_kv_dtype`), also the KL
+    divergence and top-1 agreement against it. done(tokens) is called after each window."""
     config = checkpoint.config
     V, context = config.vocab_size, config.max_seq_len
     ids = np.asarray(ids, dtype=np.int32)
-    acts = Activations(config, 1, context)
+    acts = Activations(config, 1, context, kv_dtype=kv_dtype)
+    reference_acts = acts if reference_kv_dtype == kv_dtype else Activations(config, 1, context,
+                                                                               kv_dtype=reference_kv_dtype)
     scores = Scores()
     for start, end in windows(len(ids), context):
         inputs, T = ids[None, start:end], end - start
         other = None
         if reference is not None:
-            probs = gpt2_forward(kernels, reference.params, config, acts, inputs, 1, T)
-            other = acts.logits_of(probs)[0, :T - 1, :V].copy()
+            probs = gpt2_forward(kernels, reference.params, config, reference_acts, inputs, 1, T)
+            other = reference_acts.logits_of(probs)[0, :T - 1, :V].copy()
         probs = gpt2_forward(kernels, checkpoint.params, config, acts, inputs, 1, T)
         logits = acts.logits_of(probs)[0, :T - 1, :V]
         for row in range(0, T - 1, ROWS):

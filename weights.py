@@ -175,6 +175,48 @@ def _weight_at(weight, o, i):
     return lambda weight, o, i: weight[o, i]
 
 
+# 16-bit activations: the KV cache (model.Activations' qkv) may hold bfloat16 bits, which
+# the matmul writes through stored() and attention reads through as_float()
+
+def as_float(x):
+    """x as a float32: a float32 as it is, bfloat16 bits (uint16) widened exactly."""
+    return bf16_to_float(x) if np.asarray(x).dtype == np.uint16 else np.float32(x)
+
+
+@overload(as_float, inline="always")
+def _as_float(x):
+    if x == types.uint16:
+        return lambda x: bf16_to_float(x)
+    return lambda x: x
+
+
+def stored(out, value):
+    """The float32 `value` as an element of `out` holds it: as it is in a float32 array,
+    rounded to the nearest bfloat16 (ties to even; a NaN stays a NaN) in a uint16 one."""
+    return value if out.dtype == np.float32 else float32_to_bf16_bits(value)
+
+
+@overload(stored, inline="always")
+def _stored(out, value):
+    if out.dtype == types.uint16:
+        return lambda out, value: float32_to_bf16_bits(value)
+    return lambda out, value: value
+
+
+def float32_to_bf16_bits(value):
+    """A float32's nearest bfloat16 (ties to even) as uint16 bits; a NaN stays a NaN (the
+    rounding's carry would make some of them infinities)."""
+    bits = np.uint32(np.float32(value).view(np.uint32))
+    if bits & np.uint32(0x7FFFFFFF) > np.uint32(0x7F800000):
+        return np.uint16((bits >> np.uint32(16)) | np.uint32(0x40))
+    return np.uint16((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
+
+
+@overload(float32_to_bf16_bits, inline="always")
+def _float32_to_bf16_bits_jit(value):
+    return float32_to_bf16_bits
+
+
 def rows_for_tiles(weight, lo, hi, scratch):
     """(rows, first): where prefill's tiles read the weight's rows [lo, hi), row o being
     rows[o - first]. An int4 weight's are decoded into scratch (float32, at least hi - lo
@@ -302,10 +344,8 @@ def _quantize_rows_int4(packed, scales, rows):
                 v = weight_at(rows, r, lo + i)
                 if abs(v) > abs(m):
                     m = v
-            bits = np.float32(m / np.float32(-8.0)).view(np.uint32)  # d, rounded to bfloat16's nearest even
-            bits = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
-            scales[r, j] = np.uint16(bits)
-            d = bf16_to_float(np.uint16(bits))
+            scales[r, j] = float32_to_bf16_bits(m / np.float32(-8.0))  # d, rounded to bfloat16
+            d = bf16_to_float(scales[r, j])
             if d == 0:
                 d = np.float32(1.0)  # an all-zero block: every value 0
             for i in range(HALF_BLOCK):

@@ -22,7 +22,7 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from ..dtypes import QBLOCK
-from ..weights import _as_float32, dot_blocks_int16, rows_for_tiles, scratch_for, weight_at
+from ..weights import _as_float32, as_float, dot_blocks_int16, rows_for_tiles, scratch_for, stored, weight_at
 
 jit = njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
 GELU_SCALING_FACTOR = np.float32(math.sqrt(2.0 / math.pi))
@@ -269,10 +269,10 @@ def _tile_2x4(out, inp, weight, bias, b, o, r, t, C):
         a13 += x3 * w1
     for j, (c0, c1, c2, c3) in enumerate(((a00, a01, a02, a03), (a10, a11, a12, a13))):
         bj = np.float32(0.0) if bias is None else bias[o + j]
-        out[b, t, o + j] = c0 + bj
-        out[b, t + 1, o + j] = c1 + bj
-        out[b, t + 2, o + j] = c2 + bj
-        out[b, t + 3, o + j] = c3 + bj
+        out[b, t, o + j] = stored(out, c0 + bj)
+        out[b, t + 1, o + j] = stored(out, c1 + bj)
+        out[b, t + 2, o + j] = stored(out, c2 + bj)
+        out[b, t + 3, o + j] = stored(out, c3 + bj)
 
 
 @njit(cache=True, fastmath=True, error_model="numpy", inline="always")
@@ -304,10 +304,10 @@ def _tile_4x4(out, inp, weight, bias, b, o, r, t, C):
     for j, (c0, c1, c2, c3) in enumerate(((a00, a01, a02, a03), (a10, a11, a12, a13),
                                           (a20, a21, a22, a23), (a30, a31, a32, a33))):
         bj = np.float32(0.0) if bias is None else bias[o + j]
-        out[b, t, o + j] = c0 + bj
-        out[b, t + 1, o + j] = c1 + bj
-        out[b, t + 2, o + j] = c2 + bj
-        out[b, t + 3, o + j] = c3 + bj
+        out[b, t, o + j] = stored(out, c0 + bj)
+        out[b, t + 1, o + j] = stored(out, c1 + bj)
+        out[b, t + 2, o + j] = stored(out, c2 + bj)
+        out[b, t + 3, o + j] = stored(out, c3 + bj)
 
 
 INT16_MAX = np.float32(32767.0)
@@ -354,7 +354,7 @@ def _matvec_quantized(out, inp, q, scales, bias, B, T, C, OC, K):
                     continue
                 for o in range(lo, hi):
                     b0 = np.float32(0.0) if bias is None else bias[o]
-                    out[b, t, o] = dot_blocks_int16(q[o], xq[b, t], scales[o], blocks) * row_scale[b, t] + b0
+                    out[b, t, o] = stored(out, dot_blocks_int16(q[o], xq[b, t], scales[o], blocks) * row_scale[b, t] + b0)
 
 
 @njit(cache=True, fastmath=True, error_model="numpy", inline="always")
@@ -366,7 +366,7 @@ def _dot_rows(out, inp, weight, bias, b, o, r, t_start, T, C):
         a0 = np.float32(0.0)
         for i in range(C):
             a0 += inp[b, t, i] * weight_at(weight, r, i)
-        out[b, t, o] = a0 + b0
+        out[b, t, o] = stored(out, a0 + b0)
 
 
 MANY_QUERIES = 16  # from this many queries on (prefill), pass 1 runs by keys (_scores_by_keys)
@@ -393,7 +393,7 @@ def _scores_by_keys(preatt, inp, B, T, C, NH, lo, hi, scale):
             for t2 in range(n):
                 k = inp[b, t2, C + h * hs:C + (h + 1) * hs]
                 for i in range(hs):
-                    keys[i, t2] = k[i]
+                    keys[i, t2] = as_float(k[i])
             tq = tq0
             while tq + 4 <= tq1:  # 4 queries per sweep of the keys
                 t = T - Tq + tq
@@ -403,8 +403,8 @@ def _scores_by_keys(preatt, inp, B, T, C, NH, lo, hi, scale):
                     s0[t2] = s1[t2] = s2[t2] = s3[t2] = np.float32(0.0)
                 for i in range(hs):
                     k = keys[i, :t + 4]
-                    q0, q1 = inp[b, t, h * hs + i], inp[b, t + 1, h * hs + i]
-                    q2, q3 = inp[b, t + 2, h * hs + i], inp[b, t + 3, h * hs + i]
+                    q0, q1 = as_float(inp[b, t, h * hs + i]), as_float(inp[b, t + 1, h * hs + i])
+                    q2, q3 = as_float(inp[b, t + 2, h * hs + i]), as_float(inp[b, t + 3, h * hs + i])
                     for t2 in range(t + 4):  # up to the last query's key: the others' extra scores are masked later
                         kv = k[t2]
                         s0[t2] += q0 * kv
@@ -429,7 +429,7 @@ def _scores_of_one(preatt, inp, keys, b, h, tq, t, C, hs, scale):
     for t2 in range(t + 1):
         scores[t2] = np.float32(0.0)
     for i in range(hs):
-        qi, k = q[i], keys[i, :t + 1]
+        qi, k = as_float(q[i]), keys[i, :t + 1]
         for t2 in range(t + 1):
             scores[t2] += qi * k[t2]
     for t2 in range(t + 1):
@@ -457,7 +457,7 @@ def _values_by_queries(out, att, inp, B, T, C, NH, lo, hi):
                     a0, a1 = att[b, h, tq, t2], att[b, h, tq + 1, t2]
                     a2, a3 = att[b, h, tq + 2, t2], att[b, h, tq + 3, t2]
                     for i in range(hs):
-                        vi = v[i]
+                        vi = as_float(v[i])
                         o0[i] += a0 * vi
                         o1[i] += a1 * vi
                         o2[i] += a2 * vi
@@ -468,7 +468,7 @@ def _values_by_queries(out, att, inp, B, T, C, NH, lo, hi):
                 for t2 in range(T - Tq + tq + 1):
                     a, v = att[b, h, tq, t2], inp[b, t2, 2 * C + h * hs:2 * C + (h + 1) * hs]
                     for i in range(hs):
-                        o[i] += a * v[i]
+                        o[i] += a * as_float(v[i])
 
 
 def attention_forward(out, preatt, att, inp, B, T, C, NH):
@@ -507,7 +507,7 @@ def _attention_forward(out, preatt, att, inp, B, T, C, NH, K):
                         k = inp[b, t2, C + h * hs:C + (h + 1) * hs]
                         val = np.float32(0.0)
                         for i in range(hs):
-                            val += q[i] * k[i]
+                            val += as_float(q[i]) * as_float(k[i])
                         preatt[b, h, tq, t2] = val * scale
                 # passes 2 and 3, per head: a stable softmax; the causal mask zeroes the future
                 for h in range(h0, h1):
@@ -534,7 +534,7 @@ def _attention_forward(out, preatt, att, inp, B, T, C, NH, K):
                         o = out[b, tq, h * hs:(h + 1) * hs]
                         v = inp[b, t2, 2 * C + h * hs:2 * C + (h + 1) * hs]
                         for i in range(hs):
-                            o[i] += a * v[i]
+                            o[i] += a * as_float(v[i])
         if Tq >= MANY_QUERIES:
             _values_by_queries(out, att, inp, B, T, C, NH, lo, hi)
 

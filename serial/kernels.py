@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ..weights import weight_at
+from ..weights import as_float, stored, weight_at
 
 jit = njit(cache=True, error_model="numpy")
 
@@ -62,21 +62,23 @@ def layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C):
 @jit
 def matmul_forward(out, inp, weight, bias, B, T, C, OC):
     """out (B,T,OC) = inp (B,T,C) @ weight (OC,C).T + bias (OC,); bias may be None; weight
-    float32 or bfloat16 bits (weights.py), every product and sum in float32."""
+    of any type weights.py has, every product and sum in float32; out float32, or
+    bfloat16 bits where it is a 16-bit KV cache (each result rounded once)."""
     for b in range(B):
         for t in range(T):
             for o in range(OC):
                 val = np.float32(0.0) if bias is None else bias[o]
                 for i in range(C):
                     val += inp[b, t, i] * weight_at(weight, o, i)
-                out[b, t, o] = val
+                out[b, t, o] = stored(out, val)
 
 
 @jit
 def attention_forward(out, preatt, att, inp, B, T, C, NH):
     """Causal self-attention for the last Tq of T positions, Tq = out.shape[1].
     out (B,Tq,C); preatt, att (B,NH,Tq,T) the scores before and after the softmax;
-    inp (B,T,3C) the query, key and value vectors of all T positions. Tq = T is llm.c's
+    inp (B,T,3C) the query, key and value vectors of all T positions (float32, or
+    bfloat16 bits: a 16-bit KV cache, widened as they are read). Tq = T is llm.c's
     kernel; with Tq < T the first T - Tq positions only lend their keys and values (a KV
     cache), and what is computed for the last Tq is the same."""
     Tq = out.shape[1]
@@ -94,7 +96,7 @@ def attention_forward(out, preatt, att, inp, B, T, C, NH):
                     k = h * hs + C
                     val = np.float32(0.0)
                     for i in range(hs):
-                        val += inp[b, t, q + i] * inp[b, t2, k + i]
+                        val += as_float(inp[b, t, q + i]) * as_float(inp[b, t2, k + i])
                     val *= scale
                     if val > maxval:
                         maxval = val
@@ -120,7 +122,7 @@ def attention_forward(out, preatt, att, inp, B, T, C, NH):
                     v = h * hs + 2 * C
                     a = att[b, h, tq, t2]
                     for i in range(hs):
-                        out[b, tq, o + i] += a * inp[b, t2, v + i]
+                        out[b, tq, o + i] += a * as_float(inp[b, t2, v + i])
 
 
 @jit

@@ -30,14 +30,17 @@ def causal_attention(qkv, n_head):
     return (softmax(scores) @ v).transpose(1, 0, 2).reshape(T, C3 // 3)
 
 
-def gpt2_logits(params, config, tokens):
-    """tokens (T,) -> logits (T, V) in float64."""
+def gpt2_logits(params, config, tokens, kv_as_held=None):
+    """tokens (T,) -> logits (T, V) in float64. kv_as_held(qkv): the query, key and
+    value vectors as a cache of another precision holds them (default: as computed)."""
     p = {name: np.asarray(x, dtype=np.float64) for name, x in params.items()}
     T = len(tokens)
     x = p["wte"][tokens] + p["wpe"][:T]
     for l in range(config.num_layers):
         h = layernorm(x, p["ln1w"][l], p["ln1b"][l])
         qkv = h @ p["qkvw"][l].T + p["qkvb"][l]
+        if kv_as_held is not None:
+            qkv = kv_as_held(qkv)
         x = x + causal_attention(qkv, config.num_heads) @ p["attprojw"][l].T + p["attprojb"][l]
         h = layernorm(x, p["ln2w"][l], p["ln2b"][l])
         h = gelu(h @ p["fcw"][l].T + p["fcb"][l])

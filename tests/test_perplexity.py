@@ -73,7 +73,7 @@ def test_against_another_precision(make_model, tmp_path):
     printed = values(done.stdout)
     kernels = backends.load("parallel").kernels
     int8, fp32 = load_checkpoint(model, "int8"), load_checkpoint(model, "fp32")
-    scores = score(kernels, int8, ids, fp32)
+    scores = score(kernels, int8, ids, fp32, kv_dtype="bf16")  # int8's default cache
     assert printed["kl_divergence_mean"] == pytest.approx(np.mean(scores.kl), rel=1e-3)
     assert printed["kl_divergence_p99"] == pytest.approx(np.percentile(scores.kl, 99), rel=1e-3)
     assert printed["top1_agreement"] == pytest.approx(scores.same_top1 / scores.scored, abs=1e-4)

@@ -5,7 +5,8 @@ head tied to wte, as llm.c has it), quantizes it to f16 and q8_0 with llama-quan
 then measures, one after the other and twice over (gpt.py, llama-bench, gpt.py):
 llama-bench's tg128 (128 tokens decoded from an empty context: contexts 0..127) and
 pp64 / pp512 (prefill), and gpt.py's decode at context 64 and prefill at T = 64 / 512,
-medians of rounds, for fp32, bf16 and int8 (and llama.cpp's q4_0, for reference).
+medians of rounds, for fp32, bf16, int8 and int4 beside f32, f16, q8_0 and q4_0 (and
+llama.cpp's q4_K_M decode, for reference).
 llama.cpp is built outside this project (never part of it), from a checkout:
 
     cmake -B build -DGGML_NATIVE=ON -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF
@@ -105,17 +106,20 @@ def write_gguf(ck, path):
 files = {"f32": os.path.join(args.out, "gpt2-f32.gguf")}
 if not os.path.exists(files["f32"]):
     write_gguf(checkpoint.load_checkpoint(args.model, "fp32"), files["f32"])
-for kind in ("f16", "q8_0", "q4_0"):
+for kind in ("f16", "q8_0", "q4_0", "q4_K_M"):
     files[kind] = os.path.join(args.out, f"gpt2-{kind}.gguf")
     if not os.path.exists(files[kind]):
         subprocess.run([os.path.join(BIN, "llama-quantize"), files["f32"], files[kind], kind.upper()],
                        check=True, capture_output=True)
 
 
+PAIRS = (("fp32", "f32"), ("bf16", "f16"), ("int8", "q8_0"), ("int4", "q4_0"))  # gpt.py's type, llama.cpp's of its width
+
+
 def ours():
     """gpt.py's medians: decode at context 64 (ms/token), prefill 64 and 512 (tokens/s)."""
     kernels, result = args.kernels, {}
-    for dtype in ("fp32", "bf16", "int8"):
+    for dtype, _ in PAIRS:
         ck = checkpoint.load_checkpoint(args.model, dtype)
         cfg = ck.config
         acts = model.Activations(cfg, 1, 513)
@@ -142,13 +146,11 @@ def theirs():
     result = {}
     for kind, path in files.items():
         done = subprocess.run([os.path.join(BIN, "llama-bench"), "-m", path, "-t", str(args.threads),
-                               "-p", "0" if kind == "q4_0" else "64,512", "-n", "128", "-r", str(args.rounds), "-o", "json"],
+                               "-p", "0" if kind == "q4_K_M" else "64,512", "-n", "128", "-r", str(args.rounds), "-o", "json"],
                               check=True, capture_output=True, text=True)
         for test in json.loads(done.stdout):
             if test["n_gen"]:
                 result[f"decode {kind}"] = 1e3 / test["avg_ts"]
-            elif kind == "q4_0":
-                continue
             else:
                 result[f"pp{test['n_prompt']} {kind}"] = test["avg_ts"]
     return result
@@ -159,10 +161,11 @@ mine = {k: statistics.median([runs[0][k], runs[2][k]]) for k in runs[0]}
 other = {k: statistics.median([runs[1][k], runs[3][k]]) for k in runs[1]}
 print(f"{args.threads} threads; each figure the median of two runs, interleaved gpt.py, llama.cpp, gpt.py, llama.cpp")
 print(f"{'':8}{'decode ms/token':>20}{'prefill T=64 tok/s':>22}{'prefill T=512 tok/s':>22}")
-for name, r, kinds in (("gpt.py", mine, ("fp32", "bf16", "int8")), ("llama.cpp", other, ("f32", "f16", "q8_0"))):
+for name, r, kinds in (("gpt.py", mine, [a for a, _ in PAIRS]), ("llama.cpp", other, [b for _, b in PAIRS])):
     for kind in kinds:
         print(f"{name + ' ' + kind:16}{r[f'decode {kind}']:12.2f}{r[f'pp64 {kind}']:22.0f}{r[f'pp512 {kind}']:22.0f}")
-print(f"{'llama.cpp q4_0':16}{other['decode q4_0']:12.2f}")
-for a, b in (("int8", "q8_0"), ("bf16", "f16"), ("fp32", "f32")):
+print(f"{'llama.cpp q4_K_M':16}{other['decode q4_K_M']:12.2f}")
+print(f"gpt.py int4 vs llama.cpp q4_K_M: decode {other['decode q4_K_M'] / mine['decode int4']:.2f}x as fast")
+for a, b in reversed(PAIRS):
     print(f"gpt.py {a} vs llama.cpp {b}: decode {other[f'decode {b}'] / mine[f'decode {a}']:.2f}x as fast, "
           f"prefill 64 {mine[f'pp64 {a}'] / other[f'pp64 {b}']:.2f}x, 512 {mine[f'pp512 {a}'] / other[f'pp512 {b}']:.2f}x")
