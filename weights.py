@@ -233,14 +233,19 @@ def _rows_for_tiles(weight, lo, hi, scratch):
 
     def decode(weight, lo, hi, scratch):
         packed, scales = weight
+        # a block's HALF_BLOCK bytes, as a number LLVM does not know: a loop of a known 16
+        # iterations it unrolls into scalar code, one of n it vectorizes (dev/matmul/int4_decode.py)
+        n = packed.shape[1] // max(scales.shape[1], 1)
         for r in range(hi - lo):
-            row, out = packed[lo + r], scratch[r]
-            for j in range(scales.shape[1]):
+            for j in range(scales.shape[1]):  # 1-D views of the block: LLVM vectorizes these, not the 2-D index
                 d = bf16_to_float(scales[lo + r, j])
-                for k in range(HALF_BLOCK):
-                    byte = np.int32(row[j * HALF_BLOCK + k])
-                    out[j * QBLOCK + k] = np.float32((byte & np.int32(15)) - np.int32(8)) * d
-                    out[j * QBLOCK + HALF_BLOCK + k] = np.float32((byte >> np.int32(4)) - np.int32(8)) * d
+                block = packed[lo + r, j * n:(j + 1) * n]
+                low = scratch[r, 2 * j * n:(2 * j + 1) * n]
+                high = scratch[r, (2 * j + 1) * n:(2 * j + 2) * n]
+                for k in range(n):
+                    byte = np.int32(block[k])
+                    low[k] = np.float32((byte & np.int32(15)) - np.int32(8)) * d
+                    high[k] = np.float32((byte >> np.int32(4)) - np.int32(8)) * d
         return scratch, lo
     return decode
 
