@@ -38,7 +38,8 @@ def record(benchmark):
 
 def weight_bytes(config, dtype="fp32"):
     """Bytes decoding reads per token: every parameter, the matmul weights in `dtype`
-    (int8: a byte per value and a float32 scale per QBLOCK values)."""
+    (dtypes.BYTES_PER_VALUE: int8 a byte per value and a float32 scale per QBLOCK values,
+    int4 half a byte and a bfloat16 scale)."""
     matmul = sum(math.prod(shape) for name, shape in checkpoint.parameter_table(config)
                  if name in checkpoint.MATMUL_WEIGHTS)
     return checkpoint.num_parameters(config) * 4 - matmul * (4 - dtypes.BYTES_PER_VALUE[dtype])
@@ -55,8 +56,8 @@ def pytest_terminal_summary(terminalreporter):
         floor = weight_bytes(checkpoint.GPT2_124M) / bw
         line(f"memory read bandwidth: {bw / 1e9:.1f} GB/s with {os.cpu_count()} cores; "
              f"one read of the 498 MB of weights: {1e3 * floor:.1f} ms (the decode floor)")
-        for dtype in ("fp32", "bf16", "int8"):
-            for ctx in (16, 512):
+        for dtype in ("fp32", "bf16", "int8", "int4"):
+            for ctx in (16, 512, 1000):
                 name = f"decode@{ctx}" + ("" if dtype == "fp32" else f" {dtype}")
                 if name in r:
                     d, beside = r[name], r.get(f"bandwidth beside {name}", bw)
@@ -64,7 +65,9 @@ def pytest_terminal_summary(terminalreporter):
                     line(f"decode at context {ctx}, {dtype} weights: {1e3 * d:.1f} ms/token ({1 / d:.0f} tokens/s) = "
                          f"{100 * dtype_floor / d:.0f}% of its floor ({1e3 * dtype_floor:.1f} ms at the "
                          f"{beside / 1e9:.1f} GB/s read beside it)"
-                         + (f"; {r[f'decode@{ctx}'] / d:.2f}x fp32" if dtype != "fp32" and f"decode@{ctx}" in r else ""))
+                         + (f"; {r[f'decode@{ctx}'] / d:.2f}x fp32" if dtype != "fp32" and f"decode@{ctx}" in r else "")
+                         + (f"; {d / r[name.replace(f'@{ctx}', '@16')]:.2f}x its cost at context 16"
+                            if ctx != 16 and name.replace(f"@{ctx}", "@16") in r else ""))
         if "job parallel" in r:
             line(f"gpt.c job (2 in, 8 out; 8 weight reads): {1e3 * r['job parallel']:.0f} ms = "
                  f"{r['job parallel'] / (8 * floor):.2f}x its floor of {1e3 * 8 * floor:.0f} ms")
@@ -98,7 +101,7 @@ def pytest_terminal_summary(terminalreporter):
                  f"--top-p 0.95 --seed 1 {1e3 * sampled:.2f} ms: sampling adds {100 * (sampled / coin - 1):+.1f}%")
     for T in (64, 256, 1024):
         if f"prefill@{T}" in r:
-            others = "".join(f"; {dtype} {T / r[f'prefill@{T} {dtype}']:.0f}" for dtype in ("bf16", "int8")
+            others = "".join(f"; {dtype} {T / r[f'prefill@{T} {dtype}']:.0f}" for dtype in ("bf16", "int8", "int4")
                              if f"prefill@{T} {dtype}" in r)
             line(f"prefill T={T}: {T / r[f'prefill@{T}']:.0f} tokens/s{others}")
     if "int8 quantize" in r and "prefill@64" in r:

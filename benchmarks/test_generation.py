@@ -9,6 +9,7 @@ import pytest
 from results import RESULTS
 from membw import read_bandwidth
 from gptpy.checkpoint import load_checkpoint
+from gptpy.dtypes import default_kv_dtype
 from gptpy import backends
 from gptpy.model import Activations, generate, gpt2_forward
 from gptpy.sampler import Sampler
@@ -33,13 +34,14 @@ def test_gpt_c_job(benchmark, record, model_124M, backend, recompute, rounds):
     record("job serial" if backend == "serial" else "job parallel recompute" if recompute else "job parallel")
 
 
-@pytest.mark.parametrize("dtype", ["fp32", "bf16", "int8"])
-@pytest.mark.parametrize("context", [16, 512])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "int8", "int4"])
+@pytest.mark.parametrize("context", [16, 512, 1000])
 def test_decode(benchmark, record, model_124M, context, dtype):
-    """One new position against a KV cache holding `context` positions."""
+    """One new position against a KV cache holding `context` positions, in gpt's default
+    precision for the weights (float32 with fp32, bfloat16 with the others)."""
     model = load_checkpoint(model_124M.path, dtype)
     config, kernels = model.config, backends.load("parallel").kernels
-    acts = Activations(config, 1, context + 1)
+    acts = Activations(config, 1, context + 1, all_logits=False, kv_dtype=default_kv_dtype(dtype))
     inputs = np.arange(context + 1, dtype=np.int32).reshape(1, -1) % config.vocab_size
     gpt2_forward(kernels, model.params, config, acts, inputs, 1, context, last_only=True)  # the cache
     benchmark.group = "decode: ms per token"
@@ -82,7 +84,7 @@ def test_decode_and_choose(benchmark, model_124M, dtype):
         RESULTS[f"decode+{name} {dtype}"] = statistics.median(times[3:])
 
 
-@pytest.mark.parametrize("dtype", ["fp32", "bf16", "int8"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "int8", "int4"])
 @pytest.mark.parametrize("T,rounds", [(64, 5), (256, 3), (1024, 3)])
 def test_prefill(benchmark, record, model_124M, T, rounds, dtype):
     """A T-token prompt in one pass, logits at the last position (what decoding needs)."""
@@ -97,7 +99,7 @@ def test_prefill(benchmark, record, model_124M, T, rounds, dtype):
     record(f"prefill@{T}" + ("" if dtype == "fp32" else f" {dtype}"))
 
 
-@pytest.mark.parametrize("dtype", ["fp32", "int8"])
+@pytest.mark.parametrize("dtype", ["fp32", "int8", "int4"])
 def test_load(benchmark, record, model_124M, dtype):
     """load_checkpoint on a fresh map of a file in the page cache: fp32 maps it; int8
     also reads every matmul weight once through the map (its page faults) and quantizes

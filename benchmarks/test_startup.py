@@ -39,7 +39,8 @@ def test_warm_start(benchmark, record, model_path, tmp_path):
     record("warm start")
 
 
-@pytest.mark.parametrize("version,dtype", [(3, "fp32"), (3, "bf16"), (3, "int8"), (5, "bf16"), (5, "fp32"), (5, "int8")])
+@pytest.mark.parametrize("version,dtype", [(3, "fp32"), (3, "bf16"), (3, "int8"), (3, "int4"), (5, "bf16"), (5, "fp32"),
+                                           (5, "int8"), (5, "int4")])
 def test_peak_memory(model_path, version, dtype):
     """Not a timing: the whole process's peak resident memory (VmHWM) for the gpt.c job,
     for each file version and weight precision. The mapped file's pages count while they

@@ -19,7 +19,10 @@ import math
 import time
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from llvmlite import ir
+from numba import get_num_threads, njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from ..dtypes import QBLOCK
 from ..weights import _as_float32, as_float, dot_blocks_int16, rows_for_tiles, scratch_for, stored, weight_at
@@ -475,8 +478,117 @@ def attention_forward(out, preatt, att, inp, B, T, C, NH):
     """serial.attention_forward; workers split the B*NH*Tq
     (batch, head, query) triples, head-major, so that each gets whole heads when K
     divides NH: later queries cost more, and a query-major split would give the last
-    worker the most work."""
-    _attention_forward(out, preatt, att, inp, B, T, C, NH, _pool())
+    worker the most work. Decoding (one query) splits the keys instead
+    (_decode_attention)."""
+    if out.shape[1] == 1:
+        _decode_attention(out, preatt, att, inp, B, T, C, NH, _pool())
+    else:
+        _attention_forward(out, preatt, att, inp, B, T, C, NH, _pool())
+
+
+@intrinsic
+def prefetch(typingctx, array, index):
+    """Asks the CPU to bring array[index]'s cache line toward L1 (llvm.prefetch: a read,
+    kept in every level), for a 1-D contiguous array; no effect on results."""
+    if not (isinstance(array, types.Array) and array.ndim == 1 and array.layout == "C"
+            and isinstance(index, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0i8")
+        builder.call(fn, [builder.bitcast(builder.gep(data, [args[1]]), i8p),
+                          ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(array, index), codegen
+
+
+KEY_BLOCK = 32  # decoding's keys per block: their rows (K and V) stay in L2 between the passes
+AHEAD = 16  # rows: how far ahead decoding prefetches (dev/attention/split_keys.py)
+
+
+@jit
+def _decode_attention(out, preatt, att, inp, B, T, C, NH, K):
+    # One query at position T - 1 (Tq = 1). Each worker takes a contiguous share of the
+    # T keys for every head, and streams their rows: the keys and values of all heads in
+    # one run per row, prefetched AHEAD rows before they are read (split by heads, a
+    # worker read 1/K of each row and the prefetcher lost the stream: 1.4-2x slower at
+    # 1,000 positions, dev/attention/split_keys.py). Its softmax is online, by blocks of
+    # KEY_BLOCK keys: a running max per head, the sum and the weighted values rescaled
+    # when it grows; the caller then joins the K parts (flash-decoding's split-K).
+    hs = C // NH
+    t = T - 1
+    scale = np.float32(1.0 / math.sqrt(np.float32(hs)))
+    part_max = np.full((K, B, NH), -np.inf, np.float32)
+    part_sum = np.zeros((K, B, NH), np.float32)
+    part_out = np.zeros((K, B, C), np.float32)
+    for w in prange(K):
+        lo, hi = chunk(T, K, w)
+        for b in range(B):
+            m, s, o = part_max[w, b], part_sum[w, b], part_out[w, b]
+            for b0 in range(lo, hi, KEY_BLOCK):
+                b1 = min(b0 + KEY_BLOCK, hi)
+                for t2 in range(b0, b1):  # the scores of the block's keys
+                    if t2 + AHEAD < hi:
+                        row = inp[b, t2 + AHEAD, C:3 * C]
+                        for j in range(0, row.shape[0], 64 // row.itemsize):
+                            prefetch(row, j)
+                    for h in range(NH):
+                        q, k = inp[b, t, h * hs:(h + 1) * hs], inp[b, t2, C + h * hs:C + (h + 1) * hs]
+                        val = np.float32(0.0)
+                        for i in range(hs):
+                            val += as_float(q[i]) * as_float(k[i])
+                        preatt[b, h, 0, t2] = val * scale
+                for h in range(NH):  # their weights against the running max
+                    scores, weights = preatt[b, h, 0, b0:b1], att[b, h, 0, b0:b1]
+                    block_max = m[h]
+                    for j in range(b1 - b0):
+                        block_max = max(block_max, scores[j])
+                    if block_max > m[h]:
+                        f = fast_exp(m[h] - block_max)
+                        s[h] *= f
+                        oh = o[h * hs:(h + 1) * hs]
+                        for i in range(hs):
+                            oh[i] *= f
+                        m[h] = block_max
+                    total = np.float32(0.0)
+                    for j in range(b1 - b0):
+                        e = fast_exp(scores[j] - block_max)
+                        weights[j] = e
+                        total += e
+                    s[h] += total
+                for t2 in range(b0, b1):  # the weighted values
+                    for h in range(NH):
+                        a, oh = att[b, h, 0, t2], o[h * hs:(h + 1) * hs]
+                        v = inp[b, t2, 2 * C + h * hs:2 * C + (h + 1) * hs]
+                        for i in range(hs):
+                            oh[i] += a * as_float(v[i])
+            for h in range(NH):  # the weights against this worker's last max
+                scores, weights = preatt[b, h, 0, lo:hi], att[b, h, 0, lo:hi]
+                for j in range(hi - lo):
+                    weights[j] = fast_exp(scores[j] - m[h])
+    for b in range(B):  # the K parts joined: one max and one sum per head
+        for h in range(NH):
+            largest = np.float32(-np.inf)
+            for w in range(K):
+                largest = max(largest, part_max[w, b, h])
+            total = np.float32(0.0)
+            for w in range(K):
+                total += part_sum[w, b, h] * fast_exp(part_max[w, b, h] - largest)
+            oh = out[b, 0, h * hs:(h + 1) * hs]
+            for i in range(hs):
+                oh[i] = np.float32(0.0)
+            for w in range(K):
+                f = fast_exp(part_max[w, b, h] - largest) / total
+                lo, hi = chunk(T, K, w)
+                weights, p = att[b, h, 0, lo:hi], part_out[w, b, h * hs:(h + 1) * hs]
+                for j in range(hi - lo):
+                    weights[j] *= f
+                for i in range(hs):
+                    oh[i] += f * p[i]
 
 
 @jit

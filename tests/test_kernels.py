@@ -135,6 +135,31 @@ def test_attention_forward_of_the_last_positions_only(kernels, Tq):
     np.testing.assert_allclose(att.sum(-1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.parametrize("K", [1, 2, 3, 7])
+@pytest.mark.parametrize("B,T,scale", [(1, 1, 2.0), (1, 2, 2.0), (2, 5, 2.0), (1, 70, 2.0), (1, 200, 8.0)])
+def test_decodings_attention_splits_the_keys_for_any_pool(K, B, T, scale):
+    """The parallel decode path (one query; parallel.kernels._decode_attention): each of
+    K workers takes a share of the keys (none, with more workers than keys), blocks of
+    32 with a running max that grows (scale 8: large scores, far apart), joined on the
+    caller: out, preatt and att as the formulas have them."""
+    from gptpy.parallel.kernels import _decode_attention
+    rng = np.random.default_rng(T + K)
+    C, NH = 36, 3
+    inp = rand(rng, B, T, 3 * C, scale=scale)
+    inp[:, :, C:2 * C] *= np.linspace(0.5, 2, T, dtype=np.float32)[None, :, None]  # later keys score higher
+    out = np.full((B, 1, C), np.nan, np.float32)
+    preatt, att = np.full((B, NH, 1, T), np.nan, np.float32), np.full((B, NH, 1, T), np.nan, np.float32)
+    _decode_attention(out, preatt, att, inp, B, T, C, NH, K)
+    hs = C // NH
+    for b in range(B):
+        np.testing.assert_allclose(out[b], causal_attention(inp[b].astype(np.float64), NH)[-1:], **TOL)
+        q = inp[b, -1, :C].reshape(NH, hs).astype(np.float64)
+        k = inp[b, :, C:2 * C].reshape(T, NH, hs).astype(np.float64)
+        scores = np.einsum("hi,shi->hs", q, k) / np.sqrt(hs)
+        np.testing.assert_allclose(preatt[b, :, 0], scores, **TOL)
+        np.testing.assert_allclose(att[b, :, 0], softmax(scores), rtol=1e-4, atol=1e-7)  # scores up to ~100: 1e-5 of them moves e^score by 1e-5
+
+
 def test_the_parallel_backends_exp_is_within_an_ulp_of_exp():
     from gptpy.parallel.kernels import EXP_MAX, EXP_MIN, fast_exp
     x = np.linspace(EXP_MIN, EXP_MAX, 200_001, dtype=np.float32)
