@@ -126,7 +126,7 @@ def test_both_prefill_tiles_read_int4_rows_decoded(channels, B, T, C, OC):
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(C))
 
 
-@pytest.mark.parametrize("C,T", [(768, 1), (3072, 1), (64, 3)])
+@pytest.mark.parametrize("C,T", [(768, 1), (3072, 1), (64, 3), (32, 1), (96, 2), (160, 1), (1600, 1)])  # blocks: 4k, 1, 2, 3, 5, 50
 def test_decodings_int4_matvec_moves_the_results_by_the_int16_rounding_only(C, T):
     """As int8's (test_kernels.py): within the int16 rounding's bound of the exact
     product, and an inf or a NaN in a row gives that row what the float32 path gives."""

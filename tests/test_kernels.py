@@ -312,7 +312,7 @@ def int16_rounded(x):
     return (np.rint(x / scale) * scale).astype(np.float64)
 
 
-@pytest.mark.parametrize("C,T", [(768, 1), (3072, 1), (64, 3)])
+@pytest.mark.parametrize("C,T", [(768, 1), (3072, 1), (64, 3), (32, 1), (96, 2), (160, 1), (1600, 1)])  # blocks: 4k, 1, 2, 3, 5, 50
 def test_decodings_int8_matvec_moves_the_results_by_the_int16_rounding_only(C, T):
     """Against the exact product of the dequantized weights with the unrounded inputs:
     within 3e-5 of max |input| x the weight row's absolute sum (the rounding's bound is

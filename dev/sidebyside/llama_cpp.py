@@ -6,7 +6,9 @@ then measures, one after the other and twice over (gpt.py, llama-bench, gpt.py):
 llama-bench's tg128 (128 tokens decoded from an empty context: contexts 0..127) and
 pp64 / pp512 (prefill), and gpt.py's decode at context 64 and prefill at T = 64 / 512,
 medians of rounds, for fp32, bf16, int8 and int4 beside f32, f16, q8_0 and q4_0 (and
-llama.cpp's q4_K_M decode, for reference).
+llama.cpp's q4_K_M decode, for reference). Decode at depth 512 too: gpt.py's step at
+context 512 (its KV cache in gpt's default precision), llama.cpp's from llama-bench's
+-pg 512,128 less its pp512 (128 tokens decoded after a 512-token prompt, f16 cache).
 llama.cpp is built outside this project (never part of it), from a checkout:
 
     cmake -B build -DGGML_NATIVE=ON -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF
@@ -43,6 +45,7 @@ sys.path.insert(0, os.path.join(args.llama, "gguf-py"))
 import gguf  # noqa: E402  (llama.cpp's own writer)
 
 from gptpy import checkpoint, model  # noqa: E402
+from gptpy.dtypes import default_kv_dtype  # noqa: E402
 from gptpy.encoding import GPT2_BPE_FILES  # noqa: E402
 
 BIN = os.path.join(args.llama, args.build, "bin")
@@ -131,6 +134,14 @@ def ours():
             model.gpt2_forward(kernels, ck.params, cfg, acts, inputs, 1, 65, 64, True)
             steps.append(time.perf_counter() - start)
         result[f"decode {dtype}"] = 1e3 * statistics.median(steps)
+        deep = model.Activations(cfg, 1, 513, all_logits=False, kv_dtype=default_kv_dtype(dtype))
+        model.gpt2_forward(kernels, ck.params, cfg, deep, inputs, 1, 512, last_only=True)
+        steps = []
+        for _ in range(10 * args.rounds):
+            start = time.perf_counter()
+            model.gpt2_forward(kernels, ck.params, cfg, deep, inputs, 1, 513, 512, True)
+            steps.append(time.perf_counter() - start)
+        result[f"decode@512 {dtype}"] = 1e3 * statistics.median(steps)
         for T in (64, 512):
             runs = []
             for _ in range(args.rounds if T == 64 else 2):
@@ -146,13 +157,20 @@ def theirs():
     result = {}
     for kind, path in files.items():
         done = subprocess.run([os.path.join(BIN, "llama-bench"), "-m", path, "-t", str(args.threads),
-                               "-p", "0" if kind == "q4_K_M" else "64,512", "-n", "128", "-r", str(args.rounds), "-o", "json"],
+                               "-p", "0" if kind == "q4_K_M" else "64,512", "-n", "128", "-r", str(args.rounds),
+                               *([] if kind == "q4_K_M" else ["-pg", "512,128"]), "-o", "json"],
                               check=True, capture_output=True, text=True)
         for test in json.loads(done.stdout):
-            if test["n_gen"]:
+            if test["n_gen"] and test["n_prompt"]:  # -pg: seconds for both, less pp512's, per token
+                pg_seconds = (test["n_prompt"] + test["n_gen"]) / test["avg_ts"]
+                result[f"pg {kind}"] = (pg_seconds, test["n_gen"])
+            elif test["n_gen"]:
                 result[f"decode {kind}"] = 1e3 / test["avg_ts"]
             else:
                 result[f"pp{test['n_prompt']} {kind}"] = test["avg_ts"]
+        if f"pg {kind}" in result:
+            pg_seconds, n_gen = result.pop(f"pg {kind}")
+            result[f"decode@512 {kind}"] = 1e3 * (pg_seconds - 512 / result[f"pp512 {kind}"]) / n_gen
     return result
 
 
@@ -160,12 +178,14 @@ runs = [ours(), theirs(), ours(), theirs()]
 mine = {k: statistics.median([runs[0][k], runs[2][k]]) for k in runs[0]}
 other = {k: statistics.median([runs[1][k], runs[3][k]]) for k in runs[1]}
 print(f"{args.threads} threads; each figure the median of two runs, interleaved gpt.py, llama.cpp, gpt.py, llama.cpp")
-print(f"{'':8}{'decode ms/token':>20}{'prefill T=64 tok/s':>22}{'prefill T=512 tok/s':>22}")
+print(f"{'':8}{'decode ms/token':>20}{'at depth 512':>14}{'prefill T=64 tok/s':>22}{'prefill T=512 tok/s':>22}")
 for name, r, kinds in (("gpt.py", mine, [a for a, _ in PAIRS]), ("llama.cpp", other, [b for _, b in PAIRS])):
     for kind in kinds:
-        print(f"{name + ' ' + kind:16}{r[f'decode {kind}']:12.2f}{r[f'pp64 {kind}']:22.0f}{r[f'pp512 {kind}']:22.0f}")
+        print(f"{name + ' ' + kind:16}{r[f'decode {kind}']:12.2f}{r[f'decode@512 {kind}']:14.2f}"
+              f"{r[f'pp64 {kind}']:22.0f}{r[f'pp512 {kind}']:22.0f}")
 print(f"{'llama.cpp q4_K_M':16}{other['decode q4_K_M']:12.2f}")
 print(f"gpt.py int4 vs llama.cpp q4_K_M: decode {other['decode q4_K_M'] / mine['decode int4']:.2f}x as fast")
 for a, b in reversed(PAIRS):
-    print(f"gpt.py {a} vs llama.cpp {b}: decode {other[f'decode {b}'] / mine[f'decode {a}']:.2f}x as fast, "
+    print(f"gpt.py {a} vs llama.cpp {b}: decode {other[f'decode {b}'] / mine[f'decode {a}']:.2f}x as fast "
+          f"(at depth 512 {other[f'decode@512 {b}'] / mine[f'decode@512 {a}']:.2f}x), "
           f"prefill 64 {mine[f'pp64 {a}'] / other[f'pp64 {b}']:.2f}x, 512 {mine[f'pp512 {a}'] / other[f'pp512 {b}']:.2f}x")
