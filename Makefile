@@ -44,10 +44,10 @@ test: install  ## the test suite: small generated models, a few minutes on 2 cor
 bench: install random-model  ## benchmarks on a generated 124M-shape model (pytest-benchmark medians)
 	$(BIN)/python -m pytest benchmarks --benchmark-columns=median,min,max,rounds --benchmark-sort=name
 
-scaling: install random-model  ## speed-up vs workers K = 1 .. cores and 2x cores: a table and scaling.png (DTYPE=bf16 or int8: those weights)
+scaling: install random-model  ## speed-up vs workers K = 1 .. cores and 2x cores: a table and scaling.png (DTYPE=bf16, int8 or int4: those weights)
 	$(BIN)/python benchmarks/scaling.py --model $(RANDOM_MODEL) --plot scaling.png $(if $(DTYPE),--dtype $(DTYPE))
 
-perplexity: install  ## gpt-perplexity on README.md: GPT-2 124M's, or the random model's (DTYPE=bf16 or int8: against fp32)
+perplexity: install  ## gpt-perplexity on README.md: GPT-2 124M's, or the random model's (DTYPE=bf16, int8 or int4: against fp32)
 	@if [ -f $(MODEL) ]; then m=$(MODEL); else $(MAKE) --no-print-directory random-model >&2; m=$(RANDOM_MODEL); \
 	  echo "make perplexity: no $(MODEL) (make model), so on RANDOM weights: the figures mean nothing" >&2; fi; \
 	$(BIN)/gpt-perplexity --model $$m README.md $(if $(DTYPE),--dtype $(DTYPE) --against fp32)
