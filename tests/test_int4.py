@@ -1,16 +1,16 @@
 """int4 weights (weights.quantize_int4): the quantization against a numpy formula written
 apart from it, the packed layout, and every kernel path that reads them (the serial
 reference, prefill's decoded rows in both tile widths, decoding's integer matvec, the
-encoder) against the dequantized values."""
+encoder) against the dequantized values. Decoding's matvec is tested beside int8's, for
+its rounding bound and its infs (test_kernels.py)."""
 
 import numpy as np
 import pytest
 
-from gptpy import backends
 from gptpy.checkpoint import bf16_to_float32, float32_to_bf16
 from gptpy.dtypes import QBLOCK
 from gptpy.weights import quantize_int4
-from test_kernels import int16_rounded, rand
+from test_kernels import check_quantized, rand
 
 
 def int4_reference(w):
@@ -94,23 +94,10 @@ def test_quantize_int4_goes_by_chunks_of_rows_and_says_each(monkeypatch):
 def test_int4_weights_compute_with_their_dequantized_values(backend, B, T, C):
     """The matmul (prefill, decoding) and the encoder; decoding's integer matvec (whole
     blocks, T < 4) rounds its inputs to int16 first, as for int8."""
-    kernels = backends.load(backend).kernels
     rng = np.random.default_rng(C + T)
     OC = 3 * C + 1 if C < 1000 else 130
     packed, scales = quantize_int4(rand(rng, OC, C))
-    values = dequantize4(packed, scales, C)
-    inp, bias = rand(rng, B, T, C), rand(rng, OC)
-    out = np.full((B, T, OC), np.nan, dtype=np.float32)
-    kernels.matmul_forward(out, inp, (packed, scales), bias, B, T, C, OC)
-    if backend == "parallel" and T < 4 and C % QBLOCK == 0:
-        inp = int16_rounded(inp)
-    expected = inp.astype(np.float64) @ values.T.astype(np.float64) + bias
-    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(C))
-    tokens = rng.integers(0, OC, (B, T)).astype(np.int32)
-    wpe = rand(rng, T, C)
-    enc = np.full((B, T, C), np.nan, dtype=np.float32)
-    kernels.encoder_forward(enc, tokens, (packed, scales), wpe, B, T, C)
-    np.testing.assert_allclose(enc, values[tokens] + wpe[:T], rtol=1e-6, atol=1e-6)
+    check_quantized(backend, (packed, scales), dequantize4(packed, scales, C), B, T, C, OC, rng)
 
 
 @pytest.mark.parametrize("channels", [2, 4])
@@ -124,24 +111,3 @@ def test_both_prefill_tiles_read_int4_rows_decoded(channels, B, T, C, OC):
     _matmul_forward(out, inp, (packed, scales), bias, B, T, C, OC, 2, channels)
     expected = inp.astype(np.float64) @ dequantize4(packed, scales, C).T.astype(np.float64) + bias
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(C))
-
-
-@pytest.mark.parametrize("C,T", [(768, 1), (3072, 1), (64, 3), (32, 1), (96, 2), (160, 1), (1600, 1)])  # blocks: 4k, 1, 2, 3, 5, 50
-def test_decodings_int4_matvec_moves_the_results_by_the_int16_rounding_only(C, T):
-    """As int8's (test_kernels.py): within the int16 rounding's bound of the exact
-    product, and an inf or a NaN in a row gives that row what the float32 path gives."""
-    kernels = backends.load("parallel").kernels
-    rng = np.random.default_rng(C)
-    OC = 2 * C + 3
-    packed, scales = quantize_int4(rand(rng, OC, C))
-    values = dequantize4(packed, scales, C).astype(np.float64)
-    inp = rand(rng, 1, T, C, scale=3.0)
-    out = np.full((1, T, OC), np.nan, dtype=np.float32)
-    kernels.matmul_forward(out, inp, (packed, scales), None, 1, T, C, OC)
-    exact = inp[0].astype(np.float64) @ values.T
-    bound = 3e-5 * np.abs(inp[0]).max(axis=-1, keepdims=True) * np.abs(values).sum(axis=1) + 1e-5 * np.abs(exact)
-    assert (np.abs(out[0] - exact) <= bound).all()
-    assert (out[0] != exact.astype(np.float32)).any()  # it did round: this is the int16 path
-    inp[0, -1, 5] = np.inf
-    kernels.matmul_forward(out, inp, (packed, scales), None, 1, T, C, OC)
-    assert not np.isfinite(out[0, -1]).any() and np.isfinite(out[0, :-1]).all()

@@ -312,16 +312,20 @@ def int16_rounded(x):
     return (np.rint(x / scale) * scale).astype(np.float64)
 
 
+@pytest.mark.parametrize("dtype", ["int8", "int4"])
 @pytest.mark.parametrize("C,T", [(768, 1), (3072, 1), (64, 3), (32, 1), (96, 2), (160, 1), (1600, 1)])  # blocks: 4k, 1, 2, 3, 5, 50
-def test_decodings_int8_matvec_moves_the_results_by_the_int16_rounding_only(C, T):
-    """Against the exact product of the dequantized weights with the unrounded inputs:
-    within 3e-5 of max |input| x the weight row's absolute sum (the rounding's bound is
-    1.5e-5), and a row with an inf or a NaN as the float32 path has it."""
+def test_decodings_integer_matvec_moves_the_results_by_the_int16_rounding_only(dtype, C, T):
+    """int8 and int4 (weights.dot_blocks_int16), against the exact product of the
+    dequantized weights with the unrounded inputs: within 3e-5 of max |input| x the
+    weight row's absolute sum (the rounding's bound is 1.5e-5), and a row with an inf or
+    a NaN as the float32 path has it."""
+    from test_int4 import dequantize4
+    from gptpy.weights import quantize_int4
     kernels = backends.load("parallel").kernels
     rng = np.random.default_rng(C)
     OC = 2 * C + 3
-    q, scales = quantize_int8(rand(rng, OC, C))
-    values = dequantize(q, scales).astype(np.float64)
+    q, scales = (quantize_int8 if dtype == "int8" else quantize_int4)(rand(rng, OC, C))
+    values = (dequantize(q, scales) if dtype == "int8" else dequantize4(q, scales, C)).astype(np.float64)
     inp = rand(rng, 1, T, C, scale=3.0)
     out = np.full((1, T, OC), np.nan, dtype=np.float32)
     kernels.matmul_forward(out, inp, (q, scales), None, 1, T, C, OC)
@@ -338,21 +342,27 @@ def test_decodings_int8_matvec_moves_the_results_by_the_int16_rounding_only(C, T
 @pytest.mark.parametrize("B,T,C,NH", SHAPES + [(1, 9, 36, 3), (1, 66, 40, 1), (1, 5, 96, 1), (1, 1, 768, 12),
                                               (2, 3, 64, 2), (1, 1, 32, 1)])
 def test_int8_weights_compute_with_their_dequantized_values(backend, B, T, C, NH):
-    kernels = backends.load(backend).kernels
     rng = np.random.default_rng(11)
     OC = 3 * C + 1
     q, scales = quantize_int8(rand(rng, OC, C))
-    values = dequantize(q, scales)  # float32, what weight_at reads
+    check_quantized(backend, (q, scales), dequantize(q, scales), B, T, C, OC, rng)
+
+
+def check_quantized(backend, weight, values, B, T, C, OC, rng):
+    """The matmul and the encoder of `backend` on a quantized weight compute with its
+    dequantized `values` (float32, what weight_at reads); decoding's integer matvec
+    (parallel, T < 4, whole blocks) rounds its inputs to int16 first."""
+    kernels = backends.load(backend).kernels
     inp, bias = rand(rng, B, T, C), rand(rng, OC)
     out = np.full((B, T, OC), np.nan, dtype=np.float32)
-    kernels.matmul_forward(out, inp, (q, scales), bias, B, T, C, OC)
-    if backend == "parallel" and T < 4 and C % QBLOCK == 0:  # decoding: inputs rounded to int16 first
+    kernels.matmul_forward(out, inp, weight, bias, B, T, C, OC)
+    if backend == "parallel" and T < 4 and C % QBLOCK == 0:
         inp = int16_rounded(inp)
     expected = inp.astype(np.float64) @ values.T.astype(np.float64) + bias
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(C))
     tokens = rng.integers(0, OC, (B, T)).astype(np.int32)
     wpe = rand(rng, T, C)
     enc = np.full((B, T, C), np.nan, dtype=np.float32)
-    kernels.encoder_forward(enc, tokens, (q, scales), wpe, B, T, C)
+    kernels.encoder_forward(enc, tokens, weight, wpe, B, T, C)
     # fastmath (parallel) may fuse q * scale + wpe into one rounding
     np.testing.assert_allclose(enc, values[tokens] + wpe[:T], rtol=1e-6, atol=1e-6)

@@ -6,8 +6,6 @@ code), and how many vector instructions each compiles to; then a 124M prefill ma
     python dev/matmul/int4_decode.py [--model M] [--threads K]
 """
 import re
-import statistics
-import time
 
 import numpy as np
 from numba import njit
@@ -39,13 +37,7 @@ def constant_block(weight, scratch, OC):
 
 
 def median_ms(f, rounds=20):
-    f()
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    return devargs.median_us(f, rounds) / 1e3
 
 
 rng = np.random.default_rng(0)
