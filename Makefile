@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	@# that pip can never fall back on PyPI's CUDA build (several GB)
 	@$(BIN)/python -m pip install -q 'torch==$(TORCH_CPU)' transformers >&2 \
 	  || echo "make: torch $(TORCH_CPU) cannot be installed here: the oracle tests will skip" >&2
-	@echo "make: compiling gpt's kernels once, into numba's cache (about 10 s; no later run compiles)" >&2
+	@echo "make: compiling gpt's kernels once, into numba's cache (2-3 minutes on 2 cores; no later run compiles)" >&2
 	@$(BIN)/python -m gptpy.warmup
 	@touch $@
 

@@ -5,7 +5,7 @@ after an install starts as fast as any.
 numba caches a kernel per type signature, not per shape, so a small model read the way
 `gpt` reads any model (mapped, read-only) compiles exactly what a run of GPT-2 needs:
 float32, bfloat16, int8 and int4 weights (quantized from either file version), the KV cache
-and --recompute, gpt.c's coin and the compiled draw of the sampling options.
+in float32 and in bfloat16 and --recompute, gpt.c's coin and the compiled draw of the sampling options.
 """
 
 import os
@@ -15,6 +15,7 @@ import tempfile
 from . import backends
 from . import bus_error  # noqa: F401  (its handlers compile at import, into the cache)
 from .checkpoint import GPT2Config, write_checkpoint
+from .dtypes import KV_DTYPES
 from .model import Generator
 from .random_model import random_pieces
 from .sampler import Sampler
@@ -29,14 +30,17 @@ def main():
         for version, dtypes in ((3, ("fp32", "bf16", "int8", "int4")), (5, ("int8", "int4"))):
             path = os.path.join(folder, f"warmup_v{version}.bin")
             write_checkpoint(path, SMALL, random_pieces(SMALL), version)
-            for dtype in dtypes:  # a weight's type is part of a kernel's signature
+            for dtype in dtypes:  # a weight's type is part of a kernel's signature, and so is the cache's
                 checkpoint = backend.load_checkpoint(path, dtype)
-                for recompute in (False, True):
-                    list(Generator(backend.kernels, checkpoint, 10, recompute).complete([1, 2]))
+                for kv_dtype in KV_DTYPES:
+                    for recompute in (False, True):
+                        list(Generator(backend.kernels, checkpoint, 10, recompute, kv_dtype=kv_dtype).complete([1, 2]))
         list(Generator(backend.kernels, checkpoint, 10, sampler=Sampler(0.8, 40, 0.95, 1)).complete([1, 2]))
         serial = backends.load("serial")  # --backend serial, llm.c's reference: it always recomputes
         for dtype in ("fp32", "bf16", "int8", "int4"):
-            list(Generator(serial.kernels, serial.load_checkpoint(path, dtype), 10, True).complete([1, 2]))
+            for kv_dtype in KV_DTYPES:
+                list(Generator(serial.kernels, serial.load_checkpoint(path, dtype), 10, True,
+                               kv_dtype=kv_dtype).complete([1, 2]))
     backend.kernels.fork_join_seconds(rounds=1)  # gpt --profile's empty parallel region
     return 0
 

@@ -181,6 +181,7 @@ def test_the_install_warm_up_compiles_what_any_run_needs(gpt, make_model, tmp_pa
         model = make_model(config, version=version, confident=True)
         for options, stdin in (([], None), (["--recompute"], None), (["--stdin"], "3 4\n5\n"),
                                (["--dtype", "int8"], None), (["--dtype", "int4"], None), (["--dtype", "bf16"], None),
+                               (["--kv-dtype", "bf16"], None), (["--dtype", "int8", "--kv-dtype", "fp32"], None),
                                (["--temperature", "0.8", "--top-k", "40", "--top-p", "0.95", "--seed", "1"], None),
                                (["--top-k", "3"], None), (["--temperature", "2"], None),
                                (["--backend", "serial"], None), (["--backend", "serial", "--dtype", "int8"], None),
