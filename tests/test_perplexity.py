@@ -97,7 +97,7 @@ def test_against_another_precision(make_model, tmp_path):
     (["--ids", "TEXT", "--dtype", "int8", "--against", "int8"], b"1 2 3", "--against int8 is the precision measured"),
     ([], None, "give a TEXT_FILE or --ids IDS_FILE"),
     (["TEXT", "--ids", "TEXT"], b"1 2", "give a TEXT_FILE or --ids IDS_FILE"),
-    (["--ids", "TEXT", "--against", "int4"], b"1 2", "invalid choice"),
+    (["--ids", "TEXT", "--against", "int3"], b"1 2", "invalid choice"),
 ])
 def test_bad_input_is_one_line_and_exit_2(make_model, tmp_path, args, content, message):
     path = tmp_path / "t.txt"
