@@ -9,7 +9,8 @@ A matmul weight (the LM head and token embedding wte included) is stored as one 
   quantized at load (1 + 4 / QBLOCK bytes a value);
 - int4: a nibble per value and a bfloat16 scale per QBLOCK values of a row, quantized
   at load (1/2 + 2 / QBLOCK bytes a value: llama.cpp's q4_0 size).
-Every other parameter is float32, and so is every product and sum.
+Every other parameter is float32, and so is every product and sum, but those of decoding's
+integer matvec with int8 and int4 (weights.dot_blocks_int16).
 """
 
 QBLOCK = 32  # int8 and int4: values per scale; weight_at finds a value's scale by a shift, so a power of 2
@@ -25,7 +26,7 @@ KV_DTYPES = ("fp32", "bf16")
 def default_kv_dtype(dtype):
     """The KV cache's precision when none is asked: float32 with float32 weights (gpt.c's
     numbers, exactly), bfloat16 with the others, whose own rounding is far larger than
-    bfloat16's (docs/accuracy.md measures both)."""
+    bfloat16's (docs/performance.md, "Accuracy of each precision", measures both)."""
     return "fp32" if dtype == "fp32" else "bf16"
 
 

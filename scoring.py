@@ -56,8 +56,9 @@ def score(kernels, checkpoint, ids, reference=None, done=None, kv_dtype="fp32", 
     V, context = config.vocab_size, config.max_seq_len
     ids = np.asarray(ids, dtype=np.int32)
     acts = Activations(config, 1, context, kv_dtype=kv_dtype)
-    reference_acts = acts if reference_kv_dtype == kv_dtype else Activations(config, 1, context,
-                                                                               kv_dtype=reference_kv_dtype)
+    # a second set of buffers only where the reference's cache is of another type
+    reference_acts = acts if reference is None or reference_kv_dtype == kv_dtype else \
+        Activations(config, 1, context, kv_dtype=reference_kv_dtype)
     scores = Scores()
     for start, end in windows(len(ids), context):
         inputs, T = ids[None, start:end], end - start

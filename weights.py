@@ -250,17 +250,17 @@ def _rows_for_tiles(weight, lo, hi, scratch):
     return decode
 
 
-def scratch_for(weight, rows, C):
+def scratch_for(weight, rows):
     """The float32 scratch that rows_for_tiles needs for `rows` rows of this weight (an
     empty one for types read as they are)."""
     return np.empty((0, 0), np.float32)
 
 
 @overload(scratch_for, inline="always")
-def _scratch_for(weight, rows, C):
+def _scratch_for(weight, rows):
     if isinstance(weight, types.BaseTuple) and weight[0].dtype == types.uint8:
-        return lambda weight, rows, C: np.empty((rows, weight[1].shape[1] * QBLOCK), np.float32)
-    return lambda weight, rows, C: np.empty((0, 0), np.float32)
+        return lambda weight, rows: np.empty((rows, weight[1].shape[1] * QBLOCK), np.float32)
+    return lambda weight, rows: np.empty((0, 0), np.float32)
 
 
 def quantize_int8(weight, done=None):

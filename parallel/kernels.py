@@ -236,7 +236,7 @@ def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K, CH=TILE_CHANNELS):
             continue
         tiles_end = lo + (hi - lo) // CH * CH
         T4 = T // 4 * 4
-        scratch = scratch_for(weight, OB, C)  # int4's rows, decoded a block at a time
+        scratch = scratch_for(weight, OB)  # int4's rows, decoded a block at a time
         for b in range(B):
             for ob in range(lo, tiles_end, OB):
                 oe = min(ob + OB, tiles_end)
