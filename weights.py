@@ -21,11 +21,15 @@ int8 layouts against float32); int4's prefill reads rows decoded to float32 inst
 (parallel/kernels.py), its weight_at is the serial kernels' definition.
 
 Decoding reads int8 and int4 weights faster with integer multiply-adds:
-dot_blocks_int16 multiplies a row of them by activations rounded to int16, summing each
-block's 32 products in int32 (vpmaddwd on AVX2, vpdpwssd with AVX-512 VNNI: 16 or 32
-products an instruction), then scaling the block. numba's own loops type int32 products
-as int64 and never reach those instructions (dev/matmul/int16_activations.py), so this
-one is written in LLVM IR.
+dot_blocks_int16 multiplies two rows of them by activations rounded to int16, summing
+each block's 32 products in int32 (vpmaddwd on AVX2, vpdpwssd with AVX-512 VNNI: 16 or
+32 products an instruction), then scaling the block. numba's own loops type int32
+products as int64 and never reach those instructions (dev/matmul/int16_activations.py),
+so this one is written in LLVM IR. It takes an int4 row two blocks (32 bytes) at a time,
+whose nibbles, zero-extended to 16 bits, unpack with one mask and one shift into the
+16-bit lanes of a 512-bit register, against activations that round_activations laid out
+in that order, with the -8 of every nibble taken off in one integer add; two rows share
+each load of the activations (dev/matmul/int4_matvec.py measures it).
 """
 
 import numpy as np
@@ -58,82 +62,202 @@ def _bf16_to_float(builder, bits):
     return builder.bitcast(wide, ir.FloatType())
 
 
+# an int4 pair of blocks in xq: their 64 values (see round_activations), then 16 int32 corrections
+INT4_PAIR_INT16S = 2 * QBLOCK + 32
+
+
+@njit(cache=True)
+def activations_int16_size(C):
+    """The int16s that round_activations writes for a position of C channels (C a
+    multiple of QBLOCK), for either integer type: int4's layout is the longer."""
+    return INT4_PAIR_INT16S * ((C // QBLOCK + 1) // 2)
+
+
+PREFETCH_BYTES = 8192  # how far ahead in a row decoding's integer matvec prefetches
+
+
+def prefetch_ir(builder, pointer):
+    """LLVM IR asking the CPU to bring pointer's cache line toward L1 (llvm.prefetch: a
+    read, kept in every level). A hint: no effect on results, and no fault past an
+    array's end."""
+    i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                        "llvm.prefetch.p0i8")
+    builder.call(fn, [builder.bitcast(pointer, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+
+
+def _load(builder, base, offset, vector_type):
+    """The vector_type at base[offset] (base a pointer to its elements; no alignment assumed)."""
+    return builder.load(builder.bitcast(builder.gep(base, [offset]), vector_type.as_pointer()), align=1)
+
+
+def _multiply_add_pairs(builder, a, b):
+    """a, b: <32 x i16>; the 16 int32 sums of their adjacent products, a[2k] b[2k] +
+    a[2k+1] b[2k+1], exact: the pattern LLVM lowers to vpmaddwd (vpdpwssd with VNNI)."""
+    i32 = ir.IntType(32)
+    products = builder.mul(builder.sext(a, _vector(i32, 32)), builder.sext(b, _vector(i32, 32)), flags=["nsw"])
+    even = builder.shuffle_vector(products, products, ir.Constant(_vector(i32, 16), list(range(0, 32, 2))))
+    odd = builder.shuffle_vector(products, products, ir.Constant(_vector(i32, 16), list(range(1, 32, 2))))
+    return builder.add(even, odd, flags=["nsw"])
+
+
+def _splat(builder, scalar, n):
+    vector = builder.insert_element(ir.Constant(_vector(scalar.type, n), ir.Undefined), scalar,
+                                    ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(vector, vector, ir.Constant(_vector(ir.IntType(32), n), [0] * n))
+
+
+def _int8_block(builder, q_row, s_row, x, b):
+    """Block b of an int8 row: its 16 int32 sums of product pairs, and its scale in 16 lanes."""
+    i8, i16, f32 = ir.IntType(8), ir.IntType(16), ir.FloatType()
+    offset = builder.mul(b, ir.Constant(b.type, QBLOCK))
+    values = builder.sext(_load(builder, q_row, offset, _vector(i8, QBLOCK)), _vector(i16, QBLOCK))
+    sums = _multiply_add_pairs(builder, values, _load(builder, x, offset, _vector(i16, QBLOCK)))
+    scale = builder.load(builder.gep(builder.bitcast(s_row, f32.as_pointer()), [b]))
+    return sums, _splat(builder, scale, 16)
+
+
+def _int4_pair(builder, q_row, s_row, x, g, single):
+    """Blocks 2g and 2g + 1 of an int4 row (2g alone if single): 16 int32 sums, lanes 0-7
+    the first block's, 8-15 the second's, and their scales in the same lanes. Zero-extended
+    to 16 bits, the bytes of the two blocks give their values 0-15 by a mask and 16-31 by a
+    shift, stored + 8: xq's corrections (-8 x each block's sum of activations) take it off."""
+    i8, i16, i32, f32 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.FloatType()
+    c = lambda v: ir.Constant(g.type, v)  # noqa: E731
+    if single:  # the row's last block: 16 bytes, and zeros where a second block would be
+        packed = _load(builder, q_row, builder.mul(g, c(QBLOCK)), _vector(i8, HALF_BLOCK))
+        packed = builder.shuffle_vector(packed, ir.Constant(_vector(i8, HALF_BLOCK), [0] * HALF_BLOCK),
+                                        ir.Constant(_vector(i32, QBLOCK), list(range(QBLOCK))))
+        first_scale = builder.gep(builder.bitcast(s_row, i16.as_pointer()), [builder.mul(g, c(2))])
+        scales = builder.zext(builder.load(first_scale), i32)
+    else:
+        packed = _load(builder, q_row, builder.mul(g, c(QBLOCK)), _vector(i8, QBLOCK))
+        scales = builder.load(builder.bitcast(builder.gep(s_row, [builder.mul(g, c(4))]), i32.as_pointer()), align=1)
+    words = builder.zext(packed, _vector(i16, QBLOCK))
+    low = builder.and_(words, ir.Constant(_vector(i16, QBLOCK), [15] * QBLOCK))
+    high = builder.lshr(words, ir.Constant(_vector(i16, QBLOCK), [4] * QBLOCK))
+    base = builder.mul(g, c(INT4_PAIR_INT16S))
+    x_low = _load(builder, x, base, _vector(i16, QBLOCK))
+    x_high = _load(builder, x, builder.add(base, c(QBLOCK)), _vector(i16, QBLOCK))
+    corrections = _load(builder, x, builder.add(base, c(2 * QBLOCK)), _vector(i32, 16))
+    sums = builder.add(_multiply_add_pairs(builder, low, x_low), _multiply_add_pairs(builder, high, x_high),
+                       flags=["nsw"])
+    sums = builder.add(sums, corrections, flags=["nsw"])
+    # the two bfloat16 scales (first in the low half of the 32 bits) as float32s: lanes 0-7 the first's
+    scales = builder.and_(builder.shl(_splat(builder, scales, 16), ir.Constant(_vector(i32, 16), [16] * 8 + [0] * 8)),
+                          ir.Constant(_vector(i32, 16), [-65536] * 16))
+    return sums, builder.bitcast(scales, _vector(f32, 16))
+
+
 @intrinsic
-def dot_blocks_int16(typingctx, q, xq, scales, blocks):
-    """sum over b < blocks of scale[b] * (sum over j < 32 of value[32b + j] * xq[32b + j]),
-    a float32: a row of int8 or int4 weights (their q and scales, 1-D and contiguous: int8
-    q with float32 scales, or int4's packed uint8 with bfloat16-bits scales) times the
-    activations rounded to int16, xq. Each block's products are summed in int32, exactly
-    (32 x 127 x 32767 < 2^31), two halves of 16 as the pairs that the multiply-add
-    instructions sum (LLVM matches the even + odd lanes of a widened multiply to
-    vpmaddwd); the blocks go into 8 float32 lanes, added up at the end. An int4 block is
-    16 bytes: values j and j + 16 in the low and high halves of byte j, so a 16-byte load,
-    a mask and a shift give the two halves."""
-    arrays = (q, xq, scales)
-    if not (all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in arrays)
-            and xq.dtype == types.int16 and isinstance(blocks, types.Integer)
+def dot_blocks_int16(typingctx, q, xq, scales, o0, o1, blocks):
+    """(row o0's, row o1's) sum over b < blocks of scale[b] * (sum over j < 32 of
+    value[32b + j] * x[32b + j]), two float32s: rows of int8 or int4 weights (q and
+    scales 2-D, C-contiguous: int8 q with float32 scales, or int4's packed uint8 with
+    bfloat16-bits scales) times one position's activations rounded to int16, xq, laid out
+    by round_activations for the type. Each block's products are summed in int32,
+    exactly (32 x 127 x 32767 < 2^31), in 16 lanes of adjacent pairs (the multiply-add
+    instructions' sums); each lane converted and scaled into 16 float32 accumulators,
+    added up at the end. The two rows share each load of xq, and their accumulators are
+    two independent chains of multiply-adds (o1 = o0 computes one row twice)."""
+    if not (isinstance(q, types.Array) and q.ndim == 2 and q.layout == "C"
+            and isinstance(scales, types.Array) and scales.ndim == 2 and scales.layout == "C"
+            and isinstance(xq, types.Array) and xq.ndim == 1 and xq.layout == "C" and xq.dtype == types.int16
+            and all(isinstance(a, types.Integer) for a in (o0, o1, blocks))
             and (q.dtype, scales.dtype) in ((types.int8, types.float32), (types.uint8, types.uint16))):
-        return None  # the code reads the arrays' memory as one run: contiguous rows only
+        return None  # the code reads the arrays' memory as runs: contiguous rows only
     int4 = q.dtype == types.uint8
-    signature = types.float32(q, xq, scales, blocks)
+    signature = types.UniTuple(types.float32, 2)(q, xq, scales, types.intp, types.intp, types.intp)
 
     def codegen(context, builder, sig, args):
-        i8, i16, i32, f32 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.FloatType()
-        q_data = context.make_array(sig.args[0])(context, builder, args[0]).data
-        x_data = context.make_array(sig.args[1])(context, builder, args[1]).data
-        s_data = context.make_array(sig.args[2])(context, builder, args[2]).data
-        n = args[3]
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_vector(f32, 8), [_vector(f32, 8)] * 3),
-                                             "llvm.fma.v8f32")
-        zero = ir.Constant(_vector(f32, 8), [0.0] * 8)
-        entry = builder.block
-        loop, done = builder.append_basic_block("blocks"), builder.append_basic_block("blocks.done")
-        builder.cbranch(builder.icmp_signed(">", n, ir.Constant(n.type, 0)), loop, done)
+        i8, i32, f32 = ir.IntType(8), ir.IntType(32), ir.FloatType()
+        q_array = context.make_array(sig.args[0])(context, builder, args[0])
+        s_array = context.make_array(sig.args[2])(context, builder, args[2])
+        x = context.make_array(sig.args[1])(context, builder, args[1]).data
+        n = args[5]
+        c = lambda v: ir.Constant(n.type, v)  # noqa: E731
 
-        builder.position_at_end(loop)
-        b = builder.phi(n.type)
-        lanes = builder.phi(_vector(f32, 8))
-        splat = lambda value: ir.Constant(_vector(i8, 16), [value] * 16)  # noqa: E731
-        load16 = lambda offset: builder.load(builder.bitcast(builder.gep(q_data, [offset]),  # noqa: E731
-                                                             _vector(i8, 16).as_pointer()), align=1)
-        if int4:  # the block's 16 bytes: low nibbles are values 0-15, high ones 16-31, stored + 8
-            packed = load16(builder.mul(b, ir.Constant(n.type, 16)))
-            halves = [builder.sub(builder.and_(packed, splat(15)), splat(8)),
-                      builder.sub(builder.lshr(packed, splat(4)), splat(8))]
-        else:
-            halves = [load16(builder.add(builder.mul(b, ir.Constant(n.type, 32)), ir.Constant(n.type, 16 * half)))
-                      for half in range(2)]
-        sums = []
-        for half, qv in enumerate(halves):  # 16 products each, summed in pairs: 8 int32 lanes
-            offset = builder.add(builder.mul(b, ir.Constant(n.type, 32)), ir.Constant(n.type, 16 * half))
-            xv = builder.load(builder.bitcast(builder.gep(x_data, [offset]), _vector(i16, 16).as_pointer()), align=1)
-            products = builder.mul(builder.sext(qv, _vector(i32, 16)), builder.sext(xv, _vector(i32, 16)), flags=["nsw"])
-            even = builder.shuffle_vector(products, products, ir.Constant(_vector(i32, 8), list(range(0, 16, 2))))
-            odd = builder.shuffle_vector(products, products, ir.Constant(_vector(i32, 8), list(range(1, 16, 2))))
-            sums.append(builder.add(even, odd, flags=["nsw"]))
-        block = builder.sitofp(builder.add(sums[0], sums[1], flags=["nsw"]), _vector(f32, 8))
-        scale = builder.load(builder.gep(s_data, [b]))
-        scale = builder.insert_element(ir.Constant(_vector(f32, 8), ir.Undefined),
-                                       _bf16_to_float(builder, scale) if int4 else scale, ir.Constant(i32, 0))
-        scale = builder.shuffle_vector(scale, scale, ir.Constant(_vector(i32, 8), [0] * 8))
-        lanes_next = builder.call(fma, [block, scale, lanes])
-        b_next = builder.add(b, ir.Constant(n.type, 1))
-        b.add_incoming(ir.Constant(n.type, 0), entry)
-        b.add_incoming(b_next, loop)
-        lanes.add_incoming(zero, entry)
-        lanes.add_incoming(lanes_next, loop)
-        builder.cbranch(builder.icmp_signed("<", b_next, n), loop, done)
+        def row(array, o):  # an i8 pointer to the row's first byte
+            stride = cgutils.unpack_tuple(builder, array.strides, 2)[0]
+            return builder.gep(builder.bitcast(array.data, i8.as_pointer()), [builder.mul(o, stride)])
+        rows = [(row(q_array, o), row(s_array, o)) for o in (args[3], args[4])]
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_vector(f32, 16), [_vector(f32, 16)] * 3),
+                                             "llvm.fma.v16f32")
+        # each row's accumulators: int8 takes two blocks a step, one each (two chains)
+        accumulators = [[cgutils.alloca_once_value(builder, ir.Constant(_vector(f32, 16), [0.0] * 16))
+                         for _ in range(1 if int4 else 2)] for _ in rows]
 
-        builder.position_at_end(done)
-        result = builder.phi(_vector(f32, 8))
-        result.add_incoming(zero, entry)
-        result.add_incoming(lanes_next, loop)
-        total = builder.extract_element(result, ir.Constant(i32, 0))
-        for lane in range(1, 8):
-            total = builder.fadd(total, builder.extract_element(result, ir.Constant(i32, lane)))
-        return total
+        def accumulate(acc, term):
+            sums, scale = term
+            builder.store(builder.call(fma, [builder.sitofp(sums, _vector(f32, 16)), scale, builder.load(acc)]), acc)
+
+        step_bytes = QBLOCK if int4 else 2 * QBLOCK  # of each row
+        with cgutils.for_range(builder, builder.sdiv(n, c(2))) as loop:  # steps of two blocks
+            for q_row, _ in rows:  # the bytes PREFETCH_BYTES on: two rows are two streams the CPU does not
+                for line in range(0, step_bytes, 64):  # fetch early enough on its own (dev/matmul/int4_matvec.py)
+                    offset = builder.add(builder.mul(loop.index, c(step_bytes)), c(PREFETCH_BYTES + line))
+                    prefetch_ir(builder, builder.gep(q_row, [offset]))
+            for (q_row, s_row), accs in zip(rows, accumulators):
+                if int4:
+                    accumulate(accs[0], _int4_pair(builder, q_row, s_row, x, loop.index, single=False))
+                else:
+                    for half in range(2):
+                        b = builder.add(builder.mul(loop.index, c(2)), c(half))
+                        accumulate(accs[half], _int8_block(builder, q_row, s_row, x, b))
+        with builder.if_then(builder.icmp_signed("!=", builder.srem(n, c(2)), c(0))):  # an odd last block
+            last = builder.sdiv(n, c(2))
+            for (q_row, s_row), accs in zip(rows, accumulators):
+                accumulate(accs[0], _int4_pair(builder, q_row, s_row, x, last, single=True) if int4
+                           else _int8_block(builder, q_row, s_row, x, builder.sub(n, c(1))))
+        totals = []
+        for accs in accumulators:
+            total = builder.load(accs[0])
+            for acc in accs[1:]:
+                total = builder.fadd(total, builder.load(acc))
+            width = 16
+            while width > 1:  # halves added pairwise: 4 dependent adds, not 15
+                width //= 2
+                total = builder.fadd(*(builder.shuffle_vector(total, total, ir.Constant(_vector(i32, width),
+                                                                                         list(range(k, k + width))))
+                                       for k in (0, width)))
+            totals.append(builder.extract_element(total, ir.Constant(i32, 0)))
+        return context.make_tuple(builder, sig.return_type, totals)
 
     return signature, codegen
+
+
+def round_activations(xq, x, scale, q):
+    """One position's activations x (C,) divided by scale, rounded to int16 (nearest,
+    ties to even) into xq, in the order dot_blocks_int16 reads them for q's type: int8's
+    as they are; int4's by pairs of blocks (2g, 2g + 1), values 0-15 of each, then 16-31
+    of each (as the pair's nibbles unpack), then 16 int32 corrections: -8 x the block's
+    sum in lanes 0 and 8 (a missing second block of an odd count: zeros)."""
+
+
+@overload(round_activations)
+def _round_activations(xq, x, scale, q):
+    if q.dtype == types.int8:
+        def int8(xq, x, scale, q):
+            for i in range(x.shape[0]):
+                xq[i] = np.int16(np.rint(x[i] / scale))
+        return int8
+
+    def int4(xq, x, scale, q):
+        blocks = x.shape[0] // QBLOCK
+        corrections = xq.view(np.int32)
+        for g in range((blocks + 1) // 2):
+            base = g * INT4_PAIR_INT16S
+            for lane in range(16):
+                corrections[base // 2 + QBLOCK + lane] = 0
+            for half in range(2):
+                b = 2 * g + half
+                total = np.int32(0)
+                for j in range(QBLOCK):
+                    v = np.int16(np.rint(x[b * QBLOCK + j] / scale)) if b < blocks else np.int16(0)
+                    xq[base + (j // HALF_BLOCK) * QBLOCK + half * HALF_BLOCK + j % HALF_BLOCK] = v
+                    total += np.int32(v)
+                corrections[base // 2 + QBLOCK + 8 * half] = -8 * total
+    return int4
 
 
 def weight_at(weight, o, i):

@@ -19,13 +19,12 @@ import math
 import time
 
 import numpy as np
-from llvmlite import ir
 from numba import get_num_threads, njit, prange, types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..dtypes import QBLOCK
-from ..weights import _as_float32, as_float, dot_blocks_int16, rows_for_tiles, scratch_for, stored, weight_at
+from ..weights import (_as_float32, activations_int16_size, as_float, dot_blocks_int16, prefetch_ir, round_activations,
+                       rows_for_tiles, scratch_for, stored, weight_at)
 
 jit = njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
 GELU_SCALING_FACTOR = np.float32(math.sqrt(2.0 / math.pi))
@@ -336,16 +335,17 @@ def _int16_scale(x):
 def _matvec_quantized(out, inp, q, scales, bias, B, T, C, OC, K):
     """out (B,T,OC) = inp @ dequantized (q, scales).T + bias, int8 or int4, for a few
     positions: each input row rounded to int16 with the scale max|row| / 32767 (into
-    xq), then each output a dot_blocks_int16 of a weight row, times that scale. A row with an inf or a
-    NaN takes the float32 path (rounding would hide them)."""
-    xq = np.empty((B, T, C), np.int16)
+    xq, in the order dot_blocks_int16 reads for the type), then the outputs two at a time
+    (two rows of the weight share each load of xq), each times that scale. A row with an
+    inf or a NaN takes the float32 path (rounding would hide them)."""
+    xq = np.empty((B, T, activations_int16_size(C)), np.int16)
     row_scale = np.empty((B, T), np.float32)
     for b in range(B):
         for t in range(T):
             s = _int16_scale(inp[b, t])
             row_scale[b, t] = s
-            for i in range(C):
-                xq[b, t, i] = np.int16(np.rint(inp[b, t, i] / s)) if s > 0 else np.int16(0)
+            if s > 0:  # not an inf or a NaN
+                round_activations(xq[b, t], inp[b, t], s, q)
     blocks = C // QBLOCK
     for w in prange(K):
         lo, hi = chunk(OC, K, w)
@@ -355,9 +355,12 @@ def _matvec_quantized(out, inp, q, scales, bias, B, T, C, OC, K):
                     for o in range(lo, hi):
                         _dot_rows(out, inp, (q, scales), bias, b, o, o, t, t + 1, C)
                     continue
-                for o in range(lo, hi):
-                    b0 = np.float32(0.0) if bias is None else bias[o]
-                    out[b, t, o] = stored(out, dot_blocks_int16(q[o], xq[b, t], scales[o], blocks) * row_scale[b, t] + b0)
+                for o in range(lo, hi, 2):
+                    o1 = min(o + 1, hi - 1)  # an odd last row: computed twice, stored once
+                    first, second = dot_blocks_int16(q, xq[b, t], scales, o, o1, blocks)
+                    for j, total in ((o, first), (o1, second)):
+                        b0 = np.float32(0.0) if bias is None else bias[j]
+                        out[b, t, j] = stored(out, total * row_scale[b, t] + b0)
 
 
 @njit(cache=True, fastmath=True, error_model="numpy", inline="always")
@@ -496,11 +499,7 @@ def prefetch(typingctx, array, index):
 
     def codegen(context, builder, signature, args):
         data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-                                            "llvm.prefetch.p0i8")
-        builder.call(fn, [builder.bitcast(builder.gep(data, [args[1]]), i8p),
-                          ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        prefetch_ir(builder, builder.gep(data, [args[1]]))
         return context.get_dummy_value()
 
     return types.void(array, index), codegen
