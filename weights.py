@@ -232,32 +232,38 @@ def round_activations(xq, x, scale, q):
     as they are; int4's by pairs of blocks (2g, 2g + 1), values 0-15 of each, then 16-31
     of each (as the pair's nibbles unpack), then 16 int32 corrections: -8 x the block's
     sum in lanes 0 and 8 (a missing second block of an odd count: zeros)."""
+    (_round_int4 if q.dtype == np.uint8 else _round_int8)(xq, x, scale)
 
 
-@overload(round_activations)
+@overload(round_activations, inline="always")
 def _round_activations(xq, x, scale, q):
-    if q.dtype == types.int8:
-        def int8(xq, x, scale, q):
-            for i in range(x.shape[0]):
-                xq[i] = np.int16(np.rint(x[i] / scale))
-        return int8
+    if q.dtype == types.uint8:
+        return lambda xq, x, scale, q: _round_int4(xq, x, scale)
+    return lambda xq, x, scale, q: _round_int8(xq, x, scale)
 
-    def int4(xq, x, scale, q):
-        blocks = x.shape[0] // QBLOCK
-        corrections = xq.view(np.int32)
-        for g in range((blocks + 1) // 2):
-            base = g * INT4_PAIR_INT16S
-            for lane in range(16):
-                corrections[base // 2 + QBLOCK + lane] = 0
-            for half in range(2):
-                b = 2 * g + half
-                total = np.int32(0)
-                for j in range(QBLOCK):
-                    v = np.int16(np.rint(x[b * QBLOCK + j] / scale)) if b < blocks else np.int16(0)
-                    xq[base + (j // HALF_BLOCK) * QBLOCK + half * HALF_BLOCK + j % HALF_BLOCK] = v
-                    total += np.int32(v)
-                corrections[base // 2 + QBLOCK + 8 * half] = -8 * total
-    return int4
+
+@njit(cache=True, error_model="numpy")
+def _round_int8(xq, x, scale):
+    for i in range(x.shape[0]):
+        xq[i] = np.int16(np.rint(x[i] / scale))
+
+
+@njit(cache=True, error_model="numpy")
+def _round_int4(xq, x, scale):
+    blocks = x.shape[0] // QBLOCK
+    corrections = xq.view(np.int32)
+    for g in range((blocks + 1) // 2):
+        base = g * INT4_PAIR_INT16S
+        for lane in range(16):
+            corrections[base // 2 + QBLOCK + lane] = 0
+        for half in range(2):
+            b = 2 * g + half
+            total = np.int32(0)
+            for j in range(QBLOCK):
+                v = np.int16(np.rint(x[b * QBLOCK + j] / scale)) if b < blocks else np.int16(0)
+                xq[base + (j // HALF_BLOCK) * QBLOCK + half * HALF_BLOCK + j % HALF_BLOCK] = v
+                total += np.int32(v)
+            corrections[base // 2 + QBLOCK + 8 * half] = -8 * total
 
 
 def weight_at(weight, o, i):

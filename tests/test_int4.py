@@ -111,3 +111,30 @@ def test_both_prefill_tiles_read_int4_rows_decoded(channels, B, T, C, OC):
     _matmul_forward(out, inp, (packed, scales), bias, B, T, C, OC, 2, channels)
     expected = inp.astype(np.float64) @ dequantize4(packed, scales, C).T.astype(np.float64) + bias
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(C))
+
+
+@pytest.mark.parametrize("C", [32, 64, 96, 160])  # blocks: 1, 2, 3, 5 (an odd last one pairs with zeros)
+def test_decodings_int4_activations_are_laid_out_as_the_nibbles_unpack(C):
+    """weights.round_activations for int4: per pair of blocks, values 0-15 of each, then
+    16-31 of each, then 16 int32 corrections with -8 x each block's sum in lanes 0 and 8;
+    int8's are the rounded values in order."""
+    from gptpy.weights import activations_int16_size, quantize_int8, round_activations
+    rng = np.random.default_rng(C)
+    x = rand(rng, C, scale=3.0)
+    scale = np.float32(np.abs(x).max() / 32767)
+    rounded = np.rint(x / scale).astype(np.int16)
+    pairs = (C // QBLOCK + 1) // 2
+    blocks = np.zeros((2 * pairs, QBLOCK), np.int16)
+    blocks[:C // QBLOCK] = rounded.reshape(-1, QBLOCK)
+    xq = np.full(activations_int16_size(C), 12345, np.int16)
+    round_activations(xq, x, scale, quantize_int4(rand(rng, 1, C))[0])
+    for g in range(pairs):
+        first, second = blocks[2 * g], blocks[2 * g + 1]
+        pair = xq[96 * g:96 * (g + 1)]
+        np.testing.assert_array_equal(pair[:64], np.concatenate([first[:16], second[:16], first[16:], second[16:]]))
+        corrections = np.zeros(16, np.int32)
+        corrections[0], corrections[8] = -8 * first.astype(np.int32).sum(), -8 * second.astype(np.int32).sum()
+        np.testing.assert_array_equal(pair[64:].view(np.int32), corrections)
+    xq8 = np.zeros(activations_int16_size(C), np.int16)
+    round_activations(xq8, x, scale, quantize_int8(rand(rng, 1, C))[0])
+    np.testing.assert_array_equal(xq8[:C], rounded)
