@@ -56,12 +56,6 @@ def _vector(element, n):
     return ir.VectorType(element, n)
 
 
-def _bf16_to_float(builder, bits):
-    """The float32 whose top 16 bits are `bits` (an i16 of bfloat16), in LLVM IR."""
-    wide = builder.shl(builder.zext(bits, ir.IntType(32)), ir.Constant(ir.IntType(32), 16))
-    return builder.bitcast(wide, ir.FloatType())
-
-
 # an int4 pair of blocks in xq: their 64 values (see round_activations), then 16 int32 corrections
 INT4_PAIR_INT16S = 2 * QBLOCK + 32
 
