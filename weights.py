@@ -96,6 +96,7 @@ def _multiply_add_pairs(builder, a, b):
 
 
 def _splat(builder, scalar, n):
+    """scalar in all n lanes of a vector."""
     vector = builder.insert_element(ir.Constant(_vector(scalar.type, n), ir.Undefined), scalar,
                                     ir.Constant(ir.IntType(32), 0))
     return builder.shuffle_vector(vector, vector, ir.Constant(_vector(ir.IntType(32), n), [0] * n))
@@ -248,8 +249,9 @@ def _round_int4(xq, x, scale):
     corrections = xq.view(np.int32)
     for g in range((blocks + 1) // 2):
         base = g * INT4_PAIR_INT16S
+        lanes = (base + 2 * QBLOCK) // 2  # where the pair's 16 corrections start, counted in int32s
         for lane in range(16):
-            corrections[base // 2 + QBLOCK + lane] = 0
+            corrections[lanes + lane] = 0
         for half in range(2):
             b = 2 * g + half
             total = np.int32(0)
@@ -257,7 +259,7 @@ def _round_int4(xq, x, scale):
                 v = np.int16(np.rint(x[b * QBLOCK + j] / scale)) if b < blocks else np.int16(0)
                 xq[base + (j // HALF_BLOCK) * QBLOCK + half * HALF_BLOCK + j % HALF_BLOCK] = v
                 total += np.int32(v)
-            corrections[base // 2 + QBLOCK + 8 * half] = -8 * total
+            corrections[lanes + 8 * half] = -8 * total
 
 
 def weight_at(weight, o, i):
