@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 from numba import get_num_threads, njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..dtypes import QBLOCK
@@ -492,55 +493,71 @@ def attention_forward(out, preatt, att, inp, B, T, C, NH):
 @intrinsic
 def prefetch(typingctx, array, index):
     """Asks the CPU to bring array[index]'s cache line toward L1 (llvm.prefetch: a read,
-    kept in every level), for a 1-D contiguous array; no effect on results."""
-    if not (isinstance(array, types.Array) and array.ndim == 1 and array.layout == "C"
-            and isinstance(index, types.Integer)):
+    kept in every level), for a 1-D array of any layout (a decoding cache of B > 1 is a
+    strided view); no effect on results."""
+    if not (isinstance(array, types.Array) and array.ndim == 1 and isinstance(index, types.Integer)):
         return None
 
     def codegen(context, builder, signature, args):
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        prefetch_ir(builder, builder.gep(data, [args[1]]))
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        index = context.cast(builder, args[1], signature.args[1], types.intp)
+        prefetch_ir(builder, cgutils.get_item_pointer(context, builder, aryty, ary, [index]))
         return context.get_dummy_value()
 
     return types.void(array, index), codegen
 
 
 KEY_BLOCK = 32  # decoding's keys per block: their rows (K and V) stay in L2 between the passes
-AHEAD = 16  # rows: how far ahead decoding prefetches (dev/attention/split_keys.py)
+AHEAD = 8  # rows: how far ahead decoding prefetches (dev/attention/decode_kernel.py)
 
 
 @jit
 def _decode_attention(out, preatt, att, inp, B, T, C, NH, K):
     # One query at position T - 1 (Tq = 1). Each worker takes a contiguous share of the
     # T keys for every head, and streams their rows: the keys and values of all heads in
-    # one run per row, prefetched AHEAD rows before they are read (split by heads, a
-    # worker read 1/K of each row and the prefetcher lost the stream: 1.4-2x slower at
-    # 1,000 positions, dev/attention/split_keys.py). Its softmax is online, by blocks of
-    # KEY_BLOCK keys: a running max per head, the sum and the weighted values rescaled
-    # when it grows; the caller then joins the K parts (flash-decoding's split-K).
+    # one run per row (split by heads, a worker read 1/K of each row and the prefetcher
+    # lost the stream: 1.4-2x slower at 1,000 positions, dev/attention/split_keys.py). Its
+    # softmax is online, by blocks of KEY_BLOCK keys: a running max per head, the sum and
+    # the weighted values rescaled when it grows; the caller then joins the K parts
+    # (flash-decoding's split-K).
+    #
+    # Two things keep the arithmetic from outlasting the reads (dev/attention/decode_kernel.py):
+    # - the prefetches of the row AHEAD are spread over the heads, each head asking for its
+    #   own key and value lines as it uses the current row's: 48 in a burst per row filled
+    #   the core's queue of misses, and the hints it dropped came back as stalls;
+    # - the inner loops index whole rows with unsigned offsets (a head's query, key or
+    #   value at offset + i), not slices: a slice per head and key cost more than its 64
+    #   multiply-adds, and numba checks a signed index for wrapping around, which stops
+    #   LLVM vectorizing; the query is widened and scaled once.
     hs = C // NH
-    t = T - 1
+    n = np.uint64(hs)
+    line = 64 // inp.itemsize  # elements a cache line
     scale = np.float32(1.0 / math.sqrt(np.float32(hs)))
     part_max = np.full((K, B, NH), -np.inf, np.float32)
     part_sum = np.zeros((K, B, NH), np.float32)
     part_out = np.zeros((K, B, C), np.float32)
+    queries = np.empty((B, C), np.float32)
+    for b in range(B):
+        for i in range(C):
+            queries[b, i] = as_float(inp[b, T - 1, i]) * scale
     for w in prange(K):
         lo, hi = chunk(T, K, w)
         for b in range(B):
-            m, s, o = part_max[w, b], part_sum[w, b], part_out[w, b]
+            m, s, o, q = part_max[w, b], part_sum[w, b], part_out[w, b], queries[b]
             for b0 in range(lo, hi, KEY_BLOCK):
                 b1 = min(b0 + KEY_BLOCK, hi)
                 for t2 in range(b0, b1):  # the scores of the block's keys
-                    if t2 + AHEAD < hi:
-                        row = inp[b, t2 + AHEAD, C:3 * C]
-                        for j in range(0, row.shape[0], 64 // row.itemsize):
-                            prefetch(row, j)
+                    k, ahead = inp[b, t2], inp[b, min(t2 + AHEAD, hi - 1)]
                     for h in range(NH):
-                        q, k = inp[b, t, h * hs:(h + 1) * hs], inp[b, t2, C + h * hs:C + (h + 1) * hs]
+                        for j in range(C + h * hs, C + (h + 1) * hs, line):
+                            prefetch(ahead, j)  # the key's line
+                            prefetch(ahead, j + C)  # and the value's
+                        qh, kh = np.uint64(h * hs), np.uint64(C + h * hs)
                         val = np.float32(0.0)
-                        for i in range(hs):
-                            val += as_float(q[i]) * as_float(k[i])
-                        preatt[b, h, 0, t2] = val * scale
+                        for i in range(n):
+                            val += q[qh + i] * as_float(k[kh + i])
+                        preatt[b, h, 0, t2] = val
                 for h in range(NH):  # their weights against the running max
                     scores, weights = preatt[b, h, 0, b0:b1], att[b, h, 0, b0:b1]
                     block_max = m[h]
@@ -559,20 +576,22 @@ def _decode_attention(out, preatt, att, inp, B, T, C, NH, K):
                         weights[j] = e
                         total += e
                     s[h] += total
-                for h in range(NH):  # the weighted values, 4 keys a pass over the head's output
-                    oh = o[h * hs:(h + 1) * hs]  # (one load and store of it serves 4: dev/sidebyside/ab.py -n 1000)
-                    quads = b0 + (b1 - b0) // 4 * 4
-                    for t2 in range(b0, quads, 4):
-                        a0, a1, a2, a3 = att[b, h, 0, t2:t2 + 4]
-                        v0, v1 = inp[b, t2, 2 * C + h * hs:], inp[b, t2 + 1, 2 * C + h * hs:]
-                        v2, v3 = inp[b, t2 + 2, 2 * C + h * hs:], inp[b, t2 + 3, 2 * C + h * hs:]
-                        for i in range(hs):
-                            oh[i] += ((a0 * as_float(v0[i]) + a1 * as_float(v1[i]))
-                                      + (a2 * as_float(v2[i]) + a3 * as_float(v3[i])))
-                    for t2 in range(quads, b1):
-                        a, v = att[b, h, 0, t2], inp[b, t2, 2 * C + h * hs:]
-                        for i in range(hs):
-                            oh[i] += a * as_float(v[i])
+                quads = b0 + (b1 - b0) // 4 * 4
+                for t2 in range(b0, quads, 4):  # the weighted values, 4 keys a pass over the output
+                    v0, v1, v2, v3 = inp[b, t2], inp[b, t2 + 1], inp[b, t2 + 2], inp[b, t2 + 3]
+                    for h in range(NH):
+                        a0, a1 = att[b, h, 0, t2], att[b, h, 0, t2 + 1]
+                        a2, a3 = att[b, h, 0, t2 + 2], att[b, h, 0, t2 + 3]
+                        oh, vh = np.uint64(h * hs), np.uint64(2 * C + h * hs)
+                        for i in range(n):
+                            o[oh + i] += ((a0 * as_float(v0[vh + i]) + a1 * as_float(v1[vh + i]))
+                                          + (a2 * as_float(v2[vh + i]) + a3 * as_float(v3[vh + i])))
+                for t2 in range(quads, b1):
+                    v = inp[b, t2]
+                    for h in range(NH):
+                        a, oh, vh = att[b, h, 0, t2], np.uint64(h * hs), np.uint64(2 * C + h * hs)
+                        for i in range(n):
+                            o[oh + i] += a * as_float(v[vh + i])
             for h in range(NH):  # the weights against this worker's last max
                 scores, weights = preatt[b, h, 0, lo:hi], att[b, h, 0, lo:hi]
                 for j in range(hi - lo):

@@ -160,6 +160,30 @@ def test_decodings_attention_splits_the_keys_for_any_pool(K, B, T, scale):
         np.testing.assert_allclose(att[b, :, 0], softmax(scores), rtol=1e-4, atol=1e-7)  # scores up to ~100: 1e-5 of them moves e^score by 1e-5
 
 
+@pytest.mark.parametrize("kv", ["fp32", "bf16"])
+def test_decoding_reads_a_cache_that_is_a_strided_view(kernels, kv):
+    """With B > 1, the first T positions of a cache with room for more are a strided view
+    (model.Activations' qkv[l]): decoding's attention (prefetches included) reads it as
+    it reads a contiguous copy, to the order of its additions (LLVM vectorizes a strided
+    view's loops its own way)."""
+    rng = np.random.default_rng(11)
+    B, T, C, NH = 2, 41, 36, 3
+    full = rand(rng, B, T + 9, 3 * C, scale=2.0)
+    if kv == "bf16":
+        full = float32_to_bf16(full)
+    view = full[:, :T]
+    assert not view.flags.c_contiguous
+    outs = []
+    for inp in (view, np.ascontiguousarray(view)):
+        out = np.full((B, 1, C), np.nan, np.float32)
+        preatt, att = np.zeros((B, NH, 1, T), np.float32), np.zeros((B, NH, 1, T), np.float32)
+        kernels.attention_forward(out, preatt, att, inp, B, T, C, NH)
+        outs.append(out)
+    np.testing.assert_allclose(outs[0], outs[1], **TOL)
+    for b in range(B):
+        np.testing.assert_allclose(outs[0][b], causal_attention((bf16_to_float32(view[b]) if kv == "bf16" else view[b]).astype(np.float64), NH)[-1:], **TOL)
+
+
 def test_the_parallel_backends_exp_is_within_an_ulp_of_exp():
     from gptpy.parallel.kernels import EXP_MAX, EXP_MIN, fast_exp
     x = np.linspace(EXP_MIN, EXP_MAX, 200_001, dtype=np.float32)
