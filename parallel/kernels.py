@@ -524,15 +524,19 @@ def _decode_attention(out, preatt, att, inp, B, T, C, NH, K):
     #
     # Two things keep the arithmetic from outlasting the reads (dev/attention/decode_kernel.py):
     # - the prefetches of the row AHEAD are spread over the heads, each head asking for its
-    #   own key and value lines as it uses the current row's: 48 in a burst per row filled
-    #   the core's queue of misses, and the hints it dropped came back as stalls;
+    #   own key and value lines as it uses the current row's (48 in a burst per row left
+    #   the memory idle while the values were summed), written out line by line at offsets
+    #   from the current row: a loop over a head's lines cost as much again in spilled
+    #   registers on AVX2 code;
     # - the inner loops index whole rows with unsigned offsets (a head's query, key or
     #   value at offset + i), not slices: a slice per head and key cost more than its 64
     #   multiply-adds, and numba checks a signed index for wrapping around, which stops
     #   LLVM vectorizing; the query is widened and scaled once.
     hs = C // NH
-    n = np.uint64(hs)
-    line = 64 // inp.itemsize  # elements a cache line
+    n, uC = np.uint64(hs), np.uint64(C)
+    line = np.uint64(64 // inp.itemsize)  # elements a cache line
+    step = np.uint64(inp.strides[1] // inp.itemsize)  # elements from one position's row to the next
+    wide = hs * inp.itemsize > 128  # a head's run of keys (of values) spans 4 lines, not 2 (float32)
     scale = np.float32(1.0 / math.sqrt(np.float32(hs)))
     part_max = np.full((K, B, NH), -np.inf, np.float32)
     part_sum = np.zeros((K, B, NH), np.float32)
@@ -548,12 +552,20 @@ def _decode_attention(out, preatt, att, inp, B, T, C, NH, K):
             for b0 in range(lo, hi, KEY_BLOCK):
                 b1 = min(b0 + KEY_BLOCK, hi)
                 for t2 in range(b0, b1):  # the scores of the block's keys
-                    k, ahead = inp[b, t2], inp[b, min(t2 + AHEAD, hi - 1)]
+                    k = inp[b, t2]
+                    far = np.uint64(AHEAD) * step if t2 + AHEAD < hi else np.uint64(0)
                     for h in range(NH):
-                        for j in range(C + h * hs, C + (h + 1) * hs, line):
-                            prefetch(ahead, j)  # the key's line
-                            prefetch(ahead, j + C)  # and the value's
                         qh, kh = np.uint64(h * hs), np.uint64(C + h * hs)
+                        ahead = kh + far  # this head's keys AHEAD rows on, then its values
+                        prefetch(k, ahead)
+                        prefetch(k, ahead + line)
+                        prefetch(k, ahead + uC)
+                        prefetch(k, ahead + uC + line)
+                        if wide:
+                            prefetch(k, ahead + np.uint64(2) * line)
+                            prefetch(k, ahead + np.uint64(3) * line)
+                            prefetch(k, ahead + uC + np.uint64(2) * line)
+                            prefetch(k, ahead + uC + np.uint64(3) * line)
                         val = np.float32(0.0)
                         for i in range(n):
                             val += q[qh + i] * as_float(k[kh + i])

@@ -41,19 +41,22 @@ def read_burst(out, inp, T, C, NH, K):
 
 @njit(parallel=True, fastmath=True, error_model="numpy")
 def read_spread(out, inp, T, C, NH, K):
-    """The same reads, the prefetches one head's key and value lines at a time."""
+    """The same reads, the prefetches one head's key and value lines at a time, at
+    offsets from the current row, as the attention issues them."""
     hs = C // NH
+    line, step = np.uint64(64 // inp.itemsize), np.uint64(inp.strides[1] // inp.itemsize)
     found = np.zeros(K, np.uint32)
     for w in prange(K):
         lo, hi = chunk(T, K, w)
         x = np.uint32(0)
         for t2 in range(lo, hi):
-            ahead, row = inp[0, min(t2 + AHEAD, hi - 1)], inp[0, t2]
+            row = inp[0, t2]
+            far = np.uint64(AHEAD) * step if t2 + AHEAD < hi else np.uint64(0)
             for h in range(NH):
-                for j in range(C + h * hs, C + (h + 1) * hs, 64 // inp.itemsize):
-                    prefetch(ahead, j)
-                    prefetch(ahead, j + C)
                 k, v = np.uint64(C + h * hs), np.uint64(2 * C + h * hs)  # unsigned: see _decode_attention
+                for first in (k + far, v + far):
+                    for j in range(np.uint64(0), np.uint64(hs), line):
+                        prefetch(row, first + j)
                 for i in range(np.uint64(hs)):
                     x ^= np.uint32(row[k + i]) ^ np.uint32(row[v + i])
         found[w] = x
