@@ -26,6 +26,7 @@ from numba.extending import intrinsic
 from ..dtypes import QBLOCK
 from ..weights import (_as_float32, activations_int16_size, as_float, dot_blocks_int16, prefetch_ir, round_activations,
                        rows_for_tiles, scratch_for, stored, weight_at)
+from .tile import WIDTH, products_4xw, target_has_32_vector_registers
 
 jit = njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
 GELU_SCALING_FACTOR = np.float32(math.sqrt(2.0 / math.pi))
@@ -195,27 +196,10 @@ def matmul_forward(out, inp, weight, bias, B, T, C, OC):
 OB = 64  # output channels per block: their weight rows (196 KB at C = 768) stay in L2
 
 
-def _target_has_32_vector_registers():
-    """Whether numba compiles for AVX-512 (32 vector registers; AVX2 has 16): its target
-    CPU's features, or, where NUMBA_CPU_NAME names a CPU with no features given, the name."""
-    try:
-        from numba.core.registry import cpu_target
-        codegen = cpu_target.target_context.codegen()
-        name, features = codegen._get_host_cpu_name(), codegen._get_host_cpu_features()
-    except (ImportError, AttributeError):  # another numba: keep the AVX-512 tiles
-        return True
-    if features:
-        return "+avx512f" in features.split(",")
-    return name in AVX512_CPUS
-
-
-AVX512_CPUS = {"skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client", "icelake-server",
-               "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids", "znver4", "znver5",
-               "x86-64-v4"}
 # Prefill's tile: 4 x 4 keeps 16 accumulators and 8 operands in registers where there
 # are 32 of them; with 16 (AVX2) they spill, and 2 channels x 4 positions is faster
 # (dev/matmul/prefill.py, on both kinds of code)
-TILE_CHANNELS = 4 if _target_has_32_vector_registers() else 2
+TILE_CHANNELS = 4 if target_has_32_vector_registers() else 2
 
 
 @jit
@@ -386,7 +370,8 @@ def _scores_by_keys(preatt, inp, B, T, C, NH, lo, hi, scale):
     horizontal sum that costs more than its 4 vector FMAs; here each head's keys are
     copied transposed, once for all its queries, so that a query's scores are built as
     hs sums over the keys, vectorized along the keys, none horizontal
-    (dev/attention/prefill.py)."""
+    (dev/attention/prefill.py); 4 queries x WIDTH keys at a time, their sums in
+    registers (parallel.tile.products_4xw)."""
     Tq = preatt.shape[2]
     hs = C // NH
     keys = np.empty((hs, T), np.float32)  # one head's keys, transposed: this worker's scratch
@@ -404,21 +389,28 @@ def _scores_by_keys(preatt, inp, B, T, C, NH, lo, hi, scale):
             tq = tq0
             while tq + 4 <= tq1:  # 4 queries per sweep of the keys
                 t = T - Tq + tq
-                s0, s1 = preatt[b, h, tq, :t + 4], preatt[b, h, tq + 1, :t + 4]
-                s2, s3 = preatt[b, h, tq + 2, :t + 4], preatt[b, h, tq + 3, :t + 4]
-                for t2 in range(t + 4):
+                queries = inp[b, t:t + 4, h * hs:(h + 1) * hs]
+                # up to the last query's key (the others' extra scores are masked later):
+                # WIDTH keys at a time in registers (parallel.tile), then the rest
+                tiled = (t + 4) // WIDTH * WIDTH
+                for c in range(0, tiled, WIDTH):
+                    products_4xw(preatt[b, h, tq:tq + 4, c:c + WIDTH], queries, keys[:, c:c + WIDTH], hs, scale)
+                s0, s1 = preatt[b, h, tq, tiled:t + 4], preatt[b, h, tq + 1, tiled:t + 4]
+                s2, s3 = preatt[b, h, tq + 2, tiled:t + 4], preatt[b, h, tq + 3, tiled:t + 4]
+                rest = t + 4 - tiled
+                for t2 in range(rest):
                     s0[t2] = s1[t2] = s2[t2] = s3[t2] = np.float32(0.0)
                 for i in range(hs):
-                    k = keys[i, :t + 4]
-                    q0, q1 = as_float(inp[b, t, h * hs + i]), as_float(inp[b, t + 1, h * hs + i])
-                    q2, q3 = as_float(inp[b, t + 2, h * hs + i]), as_float(inp[b, t + 3, h * hs + i])
-                    for t2 in range(t + 4):  # up to the last query's key: the others' extra scores are masked later
+                    k = keys[i, tiled:t + 4]
+                    q0, q1 = as_float(queries[0, i]), as_float(queries[1, i])
+                    q2, q3 = as_float(queries[2, i]), as_float(queries[3, i])
+                    for t2 in range(rest):
                         kv = k[t2]
                         s0[t2] += q0 * kv
                         s1[t2] += q1 * kv
                         s2[t2] += q2 * kv
                         s3[t2] += q3 * kv
-                for t2 in range(t + 4):
+                for t2 in range(rest):
                     s0[t2] *= scale
                     s1[t2] *= scale
                     s2[t2] *= scale
@@ -447,7 +439,9 @@ def _scores_of_one(preatt, inp, keys, b, h, tq, t, C, hs, scale):
 def _values_by_queries(out, att, inp, B, T, C, NH, lo, hi):
     """Pass 4 of attention for the (batch, head, query) triples [lo, hi), queries 4 at a
     time: out[b, tq, head h] (zeroed) += att[b, h, tq, t2] * value t2, each value row
-    read once for 4 queries (att is 0 past each query's position)."""
+    read once for 4 queries (att is 0 past each query's position), their sums WIDTH
+    channels at a time in registers (parallel.tile.products_4xw) where hs is a multiple
+    of WIDTH."""
     Tq = att.shape[2]
     hs = C // NH
     for b in range(B):
@@ -455,7 +449,13 @@ def _values_by_queries(out, att, inp, B, T, C, NH, lo, hi):
             base = (b * NH + h) * Tq
             tq0, tq1 = max(lo - base, 0), min(hi - base, Tq)
             tq = tq0
-            while tq + 4 <= tq1:
+            while tq + 4 <= tq1 and hs % WIDTH == 0:  # the head's outputs WIDTH at a time in registers
+                t = T - Tq + tq
+                for c in range(h * hs, (h + 1) * hs, WIDTH):
+                    products_4xw(out[b, tq:tq + 4, c:c + WIDTH], att[b, h, tq:tq + 4], inp[b, :, 2 * C + c:2 * C + c + WIDTH],
+                                 t + 4, np.float32(1.0))
+                tq += 4
+            while tq + 4 <= tq1:  # (heads of another size)
                 t = T - Tq + tq
                 o0, o1 = out[b, tq, h * hs:(h + 1) * hs], out[b, tq + 1, h * hs:(h + 1) * hs]
                 o2, o3 = out[b, tq + 2, h * hs:(h + 1) * hs], out[b, tq + 3, h * hs:(h + 1) * hs]

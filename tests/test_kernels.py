@@ -184,6 +184,53 @@ def test_decoding_reads_a_cache_that_is_a_strided_view(kernels, kv):
         np.testing.assert_allclose(outs[0][b], causal_attention((bf16_to_float32(view[b]) if kv == "bf16" else view[b]).astype(np.float64), NH)[-1:], **TOL)
 
 
+@pytest.mark.parametrize("a_type,b_type", [("fp32", "fp32"), ("fp32", "bf16"), ("bf16", "fp32"), ("bf16", "bf16")])
+def test_a_tile_of_products_is_numpys_product(a_type, b_type):
+    """parallel.tile.products_4xw: 4 x WIDTH of scale * a @ b, from views with row strides
+    and offsets, float32 or bfloat16 operands widened exactly; nothing written outside the
+    tile."""
+    from numba import njit
+    from gptpy.parallel.tile import WIDTH, products_4xw
+    run = njit(lambda out, a, b, n, scale: products_4xw(out, a, b, n, scale))
+    rng = np.random.default_rng(12)
+    a32, b32 = rand(rng, 6, 70), rand(rng, 70, 3 * WIDTH)
+    a = a32 if a_type == "fp32" else float32_to_bf16(a32)
+    b = b32 if b_type == "fp32" else float32_to_bf16(b32)
+    widened = [x if x.dtype == np.float32 else bf16_to_float32(x) for x in (a, b)]
+    out = np.full((5, 2 * WIDTH), np.nan, np.float32)
+    for n in (1, 50):
+        run(out[1:, 3:3 + WIDTH], a[2:, 5:], b[7:, WIDTH:], n, np.float32(0.5))
+        expected = 0.5 * widened[0][2:6, 5:5 + n].astype(np.float64) @ widened[1][7:7 + n, WIDTH:2 * WIDTH]
+        np.testing.assert_allclose(out[1:, 3:3 + WIDTH], expected, rtol=1e-5, atol=1e-6 * np.sqrt(n))
+        assert np.isnan(out[0]).all() and np.isnan(out[1:, :3]).all() and np.isnan(out[1:, 3 + WIDTH:]).all()
+
+
+@pytest.mark.parametrize("kv", ["fp32", "bf16"])
+@pytest.mark.parametrize("B,T,Tq,C,NH", [(1, 75, 75, 128, 2), (2, 75, 75, 128, 2), (1, 75, 21, 128, 2), (1, 40, 40, 96, 3)])
+def test_prefills_attention_in_tiles(kernels, kv, B, T, Tq, C, NH):
+    """Prefill (Tq >= 16 queries) with heads of 64 and 32 values and more keys than a
+    tile: the parallel backend's sums in registers (parallel.tile, WIDTH keys and
+    channels at a time, then the rest), also from a strided cache (B = 2, room for more
+    positions) and a continued prefill (Tq < T): the formulas' outputs and scores."""
+    rng = np.random.default_rng(T + Tq + B)
+    full = rand(rng, B, T + 5, 3 * C, scale=2.0)
+    if kv == "bf16":
+        full = float32_to_bf16(full)
+    inp = full[:, :T]
+    values = (bf16_to_float32(inp) if kv == "bf16" else inp).astype(np.float64)
+    out = np.full((B, Tq, C), np.nan, np.float32)
+    preatt, att = np.zeros((B, NH, Tq, T), np.float32), np.zeros((B, NH, Tq, T), np.float32)
+    kernels.attention_forward(out, preatt, att, inp, B, T, C, NH)
+    hs = C // NH
+    for b in range(B):
+        np.testing.assert_allclose(out[b], causal_attention(values[b], NH)[-Tq:], **TOL)
+        q = values[b, -Tq:, :C].reshape(Tq, NH, hs)
+        k = values[b, :, C:2 * C].reshape(T, NH, hs)
+        scores = np.einsum("thi,shi->hts", q, k) / np.sqrt(hs)
+        visible = np.arange(T)[None, :] <= np.arange(T - Tq, T)[:, None]
+        np.testing.assert_allclose(preatt[b][:, visible], scores[:, visible], **TOL)
+
+
 def test_the_parallel_backends_exp_is_within_an_ulp_of_exp():
     from gptpy.parallel.kernels import EXP_MAX, EXP_MIN, fast_exp
     x = np.linspace(EXP_MIN, EXP_MAX, 200_001, dtype=np.float32)
