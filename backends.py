@@ -10,9 +10,12 @@ Only the standard library is imported at the top: the commands offer these names
 --help before numpy or numba are imported. load() imports the backend's package.
 """
 
+import hashlib
 import os
+import re
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
 from .dtypes import DTYPES, KV_DTYPES
@@ -169,6 +172,7 @@ def load(name, threads=None):
     # spins they sleep (dev/system/spin.py). libgomp reads this once, when numba loads it.
     os.environ.setdefault("GOMP_SPINCOUNT", "1000")
     cache_problem = _temporary_cache_if_needed()
+    forget_stale_kernels()
     if name == "parallel":
         from . import parallel as kernels
     else:
@@ -183,6 +187,87 @@ def load(name, threads=None):
         import numba
         kernels.set_workers(numba.get_num_threads())
     return Backend(name, kernels, threads, cache_problem)
+
+
+# what marks a file whose code numba compiles: jitted functions, intrinsics, overloads, cfuncs
+COMPILED = re.compile(r"^\s*@(njit|jit|intrinsic|overload|cfunc|cuda\.jit)\b|\bnjit\(", re.MULTILINE)
+RELATIVE_IMPORT = re.compile(r"^\s*from (\.+)(\w*) import ([\w, ()]+)", re.MULTILINE)
+STAMP = "gptpy-sources.sha256"  # in each folder of numba's cache: the sources its files were compiled from
+
+
+def compiled_sources(root=None):
+    """The package's files whose code numba compiles, and the package's modules they
+    import, transitively (constants such as dtypes.QBLOCK are compiled in): everything
+    a cached kernel's machine code depends on. numba keys a kernel's cache on its own
+    file only, so without this a change to an intrinsic in weights.py or parallel/tile.py
+    would leave the kernels that use it running their old code."""
+    root = Path(root or Path(__file__).parent)
+    files = sorted([*root.glob("*.py"), *(path for name in ("serial", "parallel", "gpu")
+                                          for path in (root / name).glob("*.py"))])
+    todo = [path for path in files if COMPILED.search(path.read_text())]
+    found = set()
+    while todo:
+        path = todo.pop()
+        if path in found or not path.exists():
+            continue
+        found.add(path)
+        for dots, module, names in RELATIVE_IMPORT.findall(path.read_text()):
+            base = path.parent
+            for _ in range(len(dots) - 1):
+                base = base.parent
+            if module:
+                todo += [base / f"{module}.py", base / module / "__init__.py"]
+            else:  # from . import a, b
+                todo += [base / f"{name.strip()}.py" for name in names.strip("()").split(",")]
+    return sorted(found)
+
+
+def sources_digest(root=None):
+    """sha256 of compiled_sources()' paths and contents, and of numba's version."""
+    import numba
+    root = Path(root or Path(__file__).parent)
+    digest = hashlib.sha256(numba.__version__.encode())
+    for path in compiled_sources(root):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def forget_stale_kernels(folders=None, digest=None):
+    """Removes the compiled kernels (numba's *.nbi and *.nbc files) from each folder of
+    numba's cache that holds this package's (the package's own, beside its sources or
+    where NUMBA_CACHE_DIR or the home folder's cache puts them) when they were compiled
+    from other sources than these, then stamps the folder with these sources' digest.
+    Quietly does nothing where a folder cannot be read or written."""
+    digest = digest or sources_digest()
+    for folder in folders if folders is not None else _cache_folders():
+        stamp = Path(folder) / STAMP
+        try:
+            if stamp.is_file() and stamp.read_text() == digest:
+                continue
+            for compiled in [*Path(folder).glob("*.nbi"), *Path(folder).glob("*.nbc")]:
+                compiled.unlink(missing_ok=True)
+            partial = stamp.with_name(f"{STAMP}.{os.getpid()}")
+            partial.write_text(digest)
+            os.replace(partial, stamp)
+        except OSError:
+            continue
+
+
+def _cache_folders():
+    """The folders where numba keeps this package's compiled kernels: one per folder of
+    compiled sources, as numba's cache locators choose it."""
+    from numba.core.caching import CacheImpl
+    folders = set()
+    for source in {path.parent / "__init__.py" for path in compiled_sources()}:
+        for locator in getattr(CacheImpl, "_locator_classes", ()):
+            try:
+                found = locator.from_function(forget_stale_kernels, str(source))
+            except Exception:  # a locator that does not apply (IPython's, a zip's)
+                continue
+            if found is not None:
+                folders.add(found.get_cache_path())
+                break
+    return sorted(folders)
 
 
 def _temporary_cache_if_needed():

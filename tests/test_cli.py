@@ -165,6 +165,63 @@ def test_a_second_call_compiles_nothing(gpt, make_model, tmp_path):
     assert "data saved" not in second.stdout and "data loaded" in second.stdout
 
 
+def test_kernels_compiled_from_other_sources_are_compiled_again(gpt, make_model, tmp_path):
+    """numba keys a kernel's cache on its own file only: kernels compiled before a change
+    to the sources they use (an intrinsic in weights.py, a constant in dtypes.py), as
+    their folders' stamp says, are removed and compiled again, and the folders stamped."""
+    from gptpy import backends
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_DEBUG_CACHE": "1"}
+    model = make_model()
+    first = gpt("--backend", "serial", "--model", model, "1", "2", env=env)
+    stamps = sorted(tmp_path.rglob(backends.STAMP))
+    assert first.returncode == 0 and "data saved" in first.stdout and stamps
+    for stamp in stamps:
+        assert stamp.read_text() == backends.sources_digest()
+        stamp.write_text("the digest of older sources")
+    again = gpt("--backend", "serial", "--model", model, "1", "2", env=env)
+    assert again.returncode == 0 and again.stdout.split()[-10:] == first.stdout.split()[-10:]
+    assert "data saved" in again.stdout and "data loaded" not in again.stdout
+    assert all(stamp.read_text() == backends.sources_digest() for stamp in stamps)
+
+
+def test_the_sources_a_kernel_depends_on(tmp_path):
+    """compiled_sources(): the files numba compiles code from and the package modules
+    they import; their digest moves with any of them, and not with the rest."""
+    from gptpy import backends
+    from conftest import ROOT
+    for path in [*ROOT.glob("*.py"), *ROOT.glob("serial/*.py"), *ROOT.glob("parallel/*.py"), *ROOT.glob("gpu/*.py")]:
+        (tmp_path / path.relative_to(ROOT)).parent.mkdir(exist_ok=True)
+        (tmp_path / path.relative_to(ROOT)).write_bytes(path.read_bytes())
+    names = {str(path.relative_to(tmp_path)) for path in backends.compiled_sources(tmp_path)}
+    assert {"weights.py", "dtypes.py", "sampler.py", "bus_error.py", "parallel/kernels.py", "parallel/tile.py",
+            "serial/kernels.py"} <= names
+    assert not names & {"model.py", "gpt.py", "cli.py", "backends.py", "chat.py"}
+    digest = backends.sources_digest(tmp_path)
+    with open(tmp_path / "model.py", "a") as f:
+        f.write("# not compiled\n")
+    assert backends.sources_digest(tmp_path) == digest
+    for changed in ("parallel/tile.py", "dtypes.py"):
+        with open(tmp_path / changed, "a") as f:
+            f.write("# compiled in\n")
+        assert backends.sources_digest(tmp_path) != digest
+        digest = backends.sources_digest(tmp_path)
+
+
+def test_forgetting_stale_kernels_keeps_other_files_and_fresh_kernels(tmp_path):
+    from gptpy import backends
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    for name in ("kernels.f-10.py311.nbi", "kernels.f-10.py311.1.nbc", "kernels.cpython-311.pyc"):
+        (folder / name).write_text("x")
+    backends.forget_stale_kernels([folder], "new")
+    assert sorted(p.name for p in folder.iterdir()) == [backends.STAMP, "kernels.cpython-311.pyc"]
+    assert (folder / backends.STAMP).read_text() == "new"
+    (folder / "kernels.g-20.py311.nbi").write_text("x")  # compiled from these sources
+    backends.forget_stale_kernels([folder], "new")
+    assert (folder / "kernels.g-20.py311.nbi").exists()
+    backends.forget_stale_kernels([tmp_path / "missing"], "new")  # a folder that is not there: nothing
+
+
 def cache_files(folder):
     return {path: path.stat().st_mtime_ns for path in Path(folder).rglob("*") if path.is_file()}
 
