@@ -382,7 +382,17 @@ def _scores_by_keys(preatt, inp, B, T, C, NH, lo, hi, scale):
             if tq0 >= tq1:
                 continue
             n = T - Tq + tq1  # the keys that the last of these queries sees
-            for t2 in range(n):
+            # transposed 16 keys at a time, each column's 16 values stored together: key by
+            # key, every value went to a line of its own and cost more than the scores'
+            # tiles (dev/attention/prefill.py)
+            blocked = n // 16 * 16
+            for t0 in range(0, blocked, 16):
+                rows = inp[b, t0:t0 + 16, C + h * hs:C + (h + 1) * hs]
+                for i in range(hs):
+                    column = keys[i, t0:t0 + 16]
+                    for j in range(16):
+                        column[j] = as_float(rows[j, i])
+            for t2 in range(blocked, n):
                 k = inp[b, t2, C + h * hs:C + (h + 1) * hs]
                 for i in range(hs):
                     keys[i, t2] = as_float(k[i])
