@@ -651,6 +651,7 @@ def _attention_forward(out, preatt, att, inp, B, T, C, NH, K):
     scale = np.float32(1.0 / math.sqrt(np.float32(hs)))
     for w in prange(K):
         lo, hi = chunk(B * NH * Tq, K, w)
+        lanes = np.empty(LANES, np.float32)  # _largest's scratch
         if Tq >= MANY_QUERIES:
             _scores_by_keys(preatt, inp, B, T, C, NH, lo, hi, scale)
         for b in range(B):
@@ -672,9 +673,7 @@ def _attention_forward(out, preatt, att, inp, B, T, C, NH, K):
                 # passes 2 and 3, per head: a stable softmax; the causal mask zeroes the future
                 for h in range(h0, h1):
                     scores, weights = preatt[b, h, tq, :t + 1], att[b, h, tq]
-                    maxval = np.float32(-np.inf)
-                    for t2 in range(t + 1):
-                        maxval = max(maxval, scores[t2])
+                    maxval = _largest(scores, lanes)
                     expsum = np.float32(0.0)
                     for t2 in range(t + 1):
                         expv = fast_exp(scores[t2] - maxval)
@@ -683,8 +682,9 @@ def _attention_forward(out, preatt, att, inp, B, T, C, NH, K):
                     expsum_inv = np.float32(0.0) if expsum == 0.0 else np.float32(1.0) / expsum
                     for t2 in range(t + 1):
                         weights[t2] *= expsum_inv
-                    for t2 in range(T - t - 1):
-                        weights[t + 1 + t2] = np.float32(0.0)
+                    future = weights[t + 1:]  # a view: a signed offset in the index stops LLVM vectorizing
+                    for t2 in range(future.shape[0]):
+                        future[t2] = np.float32(0.0)
                     for i in range(hs):
                         out[b, tq, h * hs + i] = np.float32(0.0)
                 # pass 4: the attention-weighted sum of the values
@@ -780,11 +780,13 @@ LANES = 16  # running maxima in _largest: a 512-bit vector of float32
 
 
 @njit(cache=True, fastmath=True, error_model="numpy", inline="always")
-def _largest(x):
-    """max(x), x 1-D, in LANES running maxima: LLVM vectorizes those, and leaves a single
+def _largest(x, lanes):
+    """max(x), x 1-D, in LANES running maxima (lanes: the caller's scratch of LANES
+    float32s, allocated once, not per row): LLVM vectorizes those, and leaves a single
     running max scalar (dev/sampling/sampler.py, whose draw met it first)."""
     n = x.shape[0]
-    lanes = np.full(LANES, -np.inf, np.float32)
+    for j in range(LANES):
+        lanes[j] = -np.inf
     for i in range(n // LANES):
         for j in range(LANES):
             lanes[j] = max(lanes[j], x[LANES * i + j])
@@ -802,10 +804,11 @@ def _softmax_forward(probs, logits, B, T, V, Vp, K):
     if B * T >= K:
         for w in prange(K):
             lo, hi = chunk(B * T, K, w)
+            lanes = np.empty(LANES, np.float32)
             for bt in range(lo, hi):
                 b, t = bt // T, bt % T
                 x, p = logits[b, t, :V], probs[b, t, :V]
-                maxval = _largest(x)
+                maxval = _largest(x, lanes)
                 total = np.float32(0.0)
                 for i in range(V):
                     p[i] = fast_exp(x[i] - maxval)
@@ -820,7 +823,7 @@ def _softmax_forward(probs, logits, B, T, V, Vp, K):
         b, t = bt // T, bt % T
         for w in prange(K):
             lo, hi = chunk(V, K, w)
-            part[w] = _largest(logits[b, t, lo:hi])
+            part[w] = _largest(logits[b, t, lo:hi], np.empty(LANES, np.float32))
         maxval = part.max()
         for w in prange(K):
             lo, hi = chunk(V, K, w)
