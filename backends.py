@@ -238,17 +238,25 @@ def forget_stale_kernels(folders=None, digest=None):
     where NUMBA_CACHE_DIR or the home folder's cache puts them) when they were compiled
     from other sources than these, then stamps the folder with these sources' digest.
     Quietly does nothing where a folder cannot be read or written."""
+    import tempfile
     digest = digest or sources_digest()
     for folder in folders if folders is not None else _cache_folders():
         stamp = Path(folder) / STAMP
         try:
-            if stamp.is_file() and stamp.read_text() == digest:
-                continue
+            if stamp.is_file():  # a regular file (not a FIFO or a device), read no further than a digest
+                with open(stamp, "rb") as f:
+                    if f.read(100) == digest.encode():
+                        continue
             for compiled in [*Path(folder).glob("*.nbi"), *Path(folder).glob("*.nbc")]:
                 compiled.unlink(missing_ok=True)
-            partial = stamp.with_name(f"{STAMP}.{os.getpid()}")
-            partial.write_text(digest)
-            os.replace(partial, stamp)
+            handle, partial = tempfile.mkstemp(dir=folder, prefix=f"{STAMP}.")  # a new file: no link followed
+            try:
+                with os.fdopen(handle, "w") as f:
+                    f.write(digest)
+                os.replace(partial, stamp)
+            except OSError:
+                os.unlink(partial)
+                raise
         except OSError:
             continue
 

@@ -220,6 +220,11 @@ def test_forgetting_stale_kernels_keeps_other_files_and_fresh_kernels(tmp_path):
     backends.forget_stale_kernels([folder], "new")
     assert (folder / "kernels.g-20.py311.nbi").exists()
     backends.forget_stale_kernels([tmp_path / "missing"], "new")  # a folder that is not there: nothing
+    (folder / backends.STAMP).unlink()
+    os.mkfifo(folder / backends.STAMP)  # a FIFO where the stamp should be: replaced, not waited on
+    backends.forget_stale_kernels([folder], "newer")
+    assert (folder / backends.STAMP).read_text() == "newer"
+    assert sorted(p.name for p in folder.iterdir()) == [backends.STAMP, "kernels.cpython-311.pyc"]
 
 
 def cache_files(folder):
