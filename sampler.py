@@ -24,7 +24,7 @@ token where its uniform number falls within about 1e-6 of a step of the distribu
 import numpy as np
 from numba import njit
 
-from .parallel.kernels import _largest, fast_exp
+from .parallel.kernels import LANES, _largest, fast_exp
 
 COIN = 0.5  # gpt.c samples with a fixed coin: the output is a function of the input
 
@@ -85,7 +85,7 @@ def _column_maxima(x, n, columns):
             columns[c] = max(columns[c], x[g * width + c])
     m = width + n - GROUPS * width
     columns[width:m] = x[GROUPS * width:n]
-    return m, _largest(columns[:m])
+    return m, _largest(columns[:m], np.empty(LANES, np.float32))
 
 
 WEIGHT_BLOCK = 256  # weights _weights adds in float32 before adding their sum in float64
