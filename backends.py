@@ -193,6 +193,7 @@ def load(name, threads=None):
 COMPILED = re.compile(r"^\s*@(njit|jit|intrinsic|overload|cfunc|cuda\.jit)\b|\bnjit\(", re.MULTILINE)
 RELATIVE_IMPORT = re.compile(r"^\s*from (\.+)(\w*) import ([\w, ()]+)", re.MULTILINE)
 STAMP = "gptpy-sources.sha256"  # in each folder of numba's cache: the sources its files were compiled from
+_FORGOTTEN = False  # whether this process has
 
 
 def compiled_sources(root=None):
@@ -208,8 +209,8 @@ def compiled_sources(root=None):
     found = set()
     while todo:
         path = todo.pop()
-        if path in found or not path.exists():
-            continue
+        if path in found or not path.exists() or path.name == Path(__file__).name and path.parent == root:
+            continue  # (this module compiles nothing; bus_error imports it for forget_stale_kernels)
         found.add(path)
         for dots, module, names in RELATIVE_IMPORT.findall(path.read_text()):
             base = path.parent
@@ -238,7 +239,12 @@ def forget_stale_kernels(folders=None, digest=None):
     where NUMBA_CACHE_DIR or the home folder's cache puts them) when they were compiled
     from other sources than these, then stamps the folder with these sources' digest.
     Quietly does nothing where a folder cannot be read or written."""
+    global _FORGOTTEN
     import tempfile
+    if folders is None:  # numba's own folders: once a process, before any of its compiled code loads
+        if _FORGOTTEN:
+            return
+        _FORGOTTEN = True
     digest = digest or sources_digest()
     for folder in folders if folders is not None else _cache_folders():
         stamp = Path(folder) / STAMP

@@ -16,6 +16,10 @@ import signal
 import numpy as np
 from numba import cfunc, types
 
+from .backends import forget_stale_kernels
+
+forget_stale_kernels()  # before the handlers below compile, or load from numba's cache, at import
+
 _write = types.ExternalFunction("write", types.intp(types.int32, types.voidptr, types.uintp))
 _exit = types.ExternalFunction("_exit", types.void(types.int32))
 

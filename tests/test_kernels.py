@@ -160,12 +160,14 @@ def test_decodings_attention_splits_the_keys_for_any_pool(K, B, T, scale):
         np.testing.assert_allclose(att[b, :, 0], softmax(scores), rtol=1e-4, atol=1e-7)  # scores up to ~100: 1e-5 of them moves e^score by 1e-5
 
 
+@pytest.mark.parametrize("backend", ["serial", "parallel"])  # the cuda backend copies contiguous float32 caches
 @pytest.mark.parametrize("kv", ["fp32", "bf16"])
-def test_decoding_reads_a_cache_that_is_a_strided_view(kernels, kv):
+def test_decoding_reads_a_cache_that_is_a_strided_view(backend, kv):
     """With B > 1, the first T positions of a cache with room for more are a strided view
     (model.Activations' qkv[l]): decoding's attention (prefetches included) reads it as
     it reads a contiguous copy, to the order of its additions (LLVM vectorizes a strided
     view's loops its own way)."""
+    kernels = backends.load(backend).kernels
     rng = np.random.default_rng(11)
     B, T, C, NH = 2, 41, 36, 3
     full = rand(rng, B, T + 9, 3 * C, scale=2.0)
@@ -207,11 +209,13 @@ def test_a_tile_of_products_is_numpys_product(a_type, b_type):
 
 @pytest.mark.parametrize("kv", ["fp32", "bf16"])
 @pytest.mark.parametrize("B,T,Tq,C,NH", [(1, 75, 75, 128, 2), (2, 75, 75, 128, 2), (1, 75, 21, 128, 2), (1, 40, 40, 96, 3)])
-def test_prefills_attention_in_tiles(kernels, kv, B, T, Tq, C, NH):
+@pytest.mark.parametrize("backend", ["serial", "parallel"])  # the cuda backend copies contiguous float32 caches
+def test_prefills_attention_in_tiles(backend, kv, B, T, Tq, C, NH):
     """Prefill (Tq >= 16 queries) with heads of 64 and 32 values and more keys than a
     tile: the parallel backend's sums in registers (parallel.tile, WIDTH keys and
     channels at a time, then the rest), also from a strided cache (B = 2, room for more
     positions) and a continued prefill (Tq < T): the formulas' outputs and scores."""
+    kernels = backends.load(backend).kernels
     rng = np.random.default_rng(T + Tq + B)
     full = rand(rng, B, T + 5, 3 * C, scale=2.0)
     if kv == "bf16":
