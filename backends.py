@@ -193,7 +193,7 @@ def load(name, threads=None):
 COMPILED = re.compile(r"^\s*@(njit|jit|intrinsic|overload|cfunc|cuda\.jit)\b|\bnjit\(", re.MULTILINE)
 RELATIVE_IMPORT = re.compile(r"^\s*from (\.+)(\w*) import ([\w, ()]+)", re.MULTILINE)
 STAMP = "gptpy-sources.sha256"  # in each folder of numba's cache: the sources its files were compiled from
-_FORGOTTEN = False  # whether this process has
+_FORGOTTEN = False  # whether this process has checked numba's folders (forget_stale_kernels)
 
 
 def compiled_sources(root=None):
@@ -203,16 +203,16 @@ def compiled_sources(root=None):
     file only, so without this a change to an intrinsic in weights.py or parallel/tile.py
     would leave the kernels that use it running their old code."""
     root = Path(root or Path(__file__).parent)
-    files = sorted([*root.glob("*.py"), *(path for name in ("serial", "parallel", "gpu")
-                                          for path in (root / name).glob("*.py"))])
-    todo = [path for path in files if COMPILED.search(path.read_text())]
+    texts = {path: path.read_text() for path in [*root.glob("*.py"), *(path for name in ("serial", "parallel", "gpu")
+                                                                       for path in (root / name).glob("*.py"))]}
+    todo = [path for path, text in texts.items() if COMPILED.search(text)]
     found = set()
     while todo:
         path = todo.pop()
-        if path in found or not path.exists() or path.name == Path(__file__).name and path.parent == root:
+        if path in found or path not in texts or path == root / Path(__file__).name:
             continue  # (this module compiles nothing; bus_error imports it for forget_stale_kernels)
         found.add(path)
-        for dots, module, names in RELATIVE_IMPORT.findall(path.read_text()):
+        for dots, module, names in RELATIVE_IMPORT.findall(texts[path]):
             base = path.parent
             for _ in range(len(dots) - 1):
                 base = base.parent
@@ -223,12 +223,13 @@ def compiled_sources(root=None):
     return sorted(found)
 
 
-def sources_digest(root=None):
-    """sha256 of compiled_sources()' paths and contents, and of numba's version."""
+def sources_digest(root=None, sources=None):
+    """sha256 of compiled_sources()' paths and contents (or of `sources`, those already
+    found), and of numba's version."""
     import numba
     root = Path(root or Path(__file__).parent)
     digest = hashlib.sha256(numba.__version__.encode())
-    for path in compiled_sources(root):
+    for path in sources if sources is not None else compiled_sources(root):
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
@@ -245,8 +246,9 @@ def forget_stale_kernels(folders=None, digest=None):
         if _FORGOTTEN:
             return
         _FORGOTTEN = True
-    digest = digest or sources_digest()
-    for folder in folders if folders is not None else _cache_folders():
+        sources = compiled_sources()
+        folders, digest = _cache_folders(sources), sources_digest(sources=sources)
+    for folder in folders:
         stamp = Path(folder) / STAMP
         try:
             if stamp.is_file():  # a regular file (not a FIFO or a device), read no further than a digest
@@ -267,12 +269,12 @@ def forget_stale_kernels(folders=None, digest=None):
             continue
 
 
-def _cache_folders():
+def _cache_folders(sources):
     """The folders where numba keeps this package's compiled kernels: one per folder of
-    compiled sources, as numba's cache locators choose it."""
+    the compiled sources, as numba's cache locators choose it."""
     from numba.core.caching import CacheImpl
     folders = set()
-    for source in {path.parent / "__init__.py" for path in compiled_sources()}:
+    for source in {path.parent / "__init__.py" for path in sources}:
         for locator in getattr(CacheImpl, "_locator_classes", ()):
             try:
                 found = locator.from_function(forget_stale_kernels, str(source))

@@ -13,6 +13,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ..weights import _splat, _vector
+
 AVX512_CPUS = {"skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client", "icelake-server",
                "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids", "znver4", "znver5",
                "x86-64-v4"}
@@ -36,10 +38,6 @@ def target_has_32_vector_registers():
 # AVX2's 16, which leaves room for the row of b and the broadcasts
 WIDTH = 32 if target_has_32_vector_registers() else 16
 ROWS = 4
-
-
-def _vector(element, n):
-    return ir.VectorType(element, n)
 
 
 def _widened(builder, value, numba_type, n=None):
@@ -95,11 +93,8 @@ def products_4xw(typingctx, out, a, b, n, scale):
             row = _widened(builder, row, b_type.dtype, WIDTH)
             for j, acc in enumerate(sums):
                 value = _widened(builder, builder.load(_element_pointer(builder, a_array, a_type, c(j), k)), a_type.dtype)
-                splat = builder.insert_element(ir.Constant(vec, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
-                splat = builder.shuffle_vector(splat, splat, ir.Constant(_vector(ir.IntType(32), WIDTH), [0] * WIDTH))
-                builder.store(builder.call(fma, [splat, row, builder.load(acc)]), acc)
-        scales = builder.insert_element(ir.Constant(vec, ir.Undefined), args[4], ir.Constant(ir.IntType(32), 0))
-        scales = builder.shuffle_vector(scales, scales, ir.Constant(_vector(ir.IntType(32), WIDTH), [0] * WIDTH))
+                builder.store(builder.call(fma, [_splat(builder, value, WIDTH), row, builder.load(acc)]), acc)
+        scales = _splat(builder, args[4], WIDTH)
         for j, acc in enumerate(sums):
             target = _element_pointer(builder, out_array, out_type, c(j), c(0))
             builder.store(builder.fmul(builder.load(acc), scales), builder.bitcast(target, vec.as_pointer()), align=1)
