@@ -9,8 +9,9 @@ A matmul weight (the LM head and token embedding wte included) is stored as one 
   quantized at load (1 + 4 / QBLOCK bytes a value);
 - int4: a nibble per value and a bfloat16 scale per QBLOCK values of a row, quantized
   at load (1/2 + 2 / QBLOCK bytes a value: llama.cpp's q4_0 size).
-Every other parameter is float32, and so is every product and sum, but those of decoding's
-integer matvec with int8 and int4 (weights.dot_blocks_int16).
+Every other parameter is float32, and so is every product and sum, but the parallel
+backend's integer products of int8 and int4 rows (weights.dot_blocks_int16 and
+parallel.tile.tile_blocks_int16).
 """
 
 QBLOCK = 32  # int8 and int4: values per scale; weight_at finds a value's scale by a shift, so a power of 2

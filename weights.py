@@ -17,19 +17,21 @@ float32 as it is, bfloat16 widened exactly, by putting its 16 bits on top of a f
 reinterpreted in the register (an LLVM bitcast), int8 widened and multiplied by its
 scale (broadcast once per 32 values, as LLVM compiles it), int4 unpacked from its byte
 first. LLVM keeps the first three vectorized (dev/matmul/int8_matvec.py measures the
-int8 layouts against float32); int4's prefill reads rows decoded to float32 instead
-(parallel/kernels.py), its weight_at is the serial kernels' definition.
+int8 layouts against float32); int4's float32 tiles read rows decoded to float32 instead
+(rows_for_tiles), its weight_at is the serial kernels' definition.
 
-Decoding reads int8 and int4 weights faster with integer multiply-adds:
-dot_blocks_int16 multiplies two rows of them by activations rounded to int16, summing
-each block's 32 products in int32 (vpmaddwd on AVX2, vpdpwssd with AVX-512 VNNI: 16 or
+The parallel backend reads int8 and int4 rows of whole blocks faster with integer
+multiply-adds: dot_blocks_int16 (decoding) multiplies two rows of them by activations
+rounded to int16, summing each block's 32 products in int32 (vpmaddwd on AVX2, vpdpwssd with AVX-512 VNNI: 16 or
 32 products an instruction), then scaling the block. numba's own loops type int32
 products as int64 and never reach those instructions (dev/matmul/int16_activations.py),
 so this one is written in LLVM IR. It takes an int4 row two blocks (32 bytes) at a time,
 whose nibbles, zero-extended to 16 bits, unpack with one mask and one shift into the
 16-bit lanes of a 512-bit register, against activations that round_activations laid out
 in that order, with the -8 of every nibble taken off in one integer add; two rows share
-each load of the activations (dev/matmul/int4_matvec.py measures it).
+each load of the activations (dev/matmul/int4_matvec.py measures it). Prefill's tiles
+(parallel.tile.tile_blocks_int16) build on the same blocks: _int8_weights and
+_int4_weights widen a row's block once, their _products multiply it by a position's.
 """
 
 import numpy as np
@@ -102,21 +104,36 @@ def _splat(builder, scalar, n):
     return builder.shuffle_vector(vector, vector, ir.Constant(_vector(ir.IntType(32), n), [0] * n))
 
 
-def _int8_block(builder, q_row, s_row, x, b):
-    """Block b of an int8 row: its 16 int32 sums of product pairs, and its scale in 16 lanes."""
+def _int8_weights(builder, q_row, s_row, b):
+    """Block b of an int8 row, as products with any position's activations take it: its
+    32 values widened to int16, and its scale in 16 lanes."""
     i8, i16, f32 = ir.IntType(8), ir.IntType(16), ir.FloatType()
     offset = builder.mul(b, ir.Constant(b.type, QBLOCK))
     values = builder.sext(_load(builder, q_row, offset, _vector(i8, QBLOCK)), _vector(i16, QBLOCK))
-    sums = _multiply_add_pairs(builder, values, _load(builder, x, offset, _vector(i16, QBLOCK)))
     scale = builder.load(builder.gep(builder.bitcast(s_row, f32.as_pointer()), [b]))
-    return sums, _splat(builder, scale, 16)
+    return values, _splat(builder, scale, 16)
 
 
-def _int4_pair(builder, q_row, s_row, x, g, single):
-    """Blocks 2g and 2g + 1 of an int4 row (2g alone if single): 16 int32 sums, lanes 0-7
-    the first block's, 8-15 the second's, and their scales in the same lanes. Zero-extended
-    to 16 bits, the bytes of the two blocks give their values 0-15 by a mask and 16-31 by a
-    shift, stored + 8: xq's corrections (-8 x each block's sum of activations) take it off."""
+def _int8_products(builder, values, x, b):
+    """Block b's 16 int32 sums of product pairs: its widened values (_int8_weights) times
+    the activations xq (x, an int16 pointer to a position's first)."""
+    offset = builder.mul(b, ir.Constant(b.type, QBLOCK))
+    return _multiply_add_pairs(builder, values, _load(builder, x, offset, _vector(ir.IntType(16), QBLOCK)))
+
+
+def _int8_block(builder, q_row, s_row, x, b):
+    """Block b of an int8 row: its 16 int32 sums of product pairs, and its scale in 16 lanes."""
+    values, scales = _int8_weights(builder, q_row, s_row, b)
+    return _int8_products(builder, values, x, b), scales
+
+
+def _int4_weights(builder, q_row, s_row, g, single):
+    """Blocks 2g and 2g + 1 of an int4 row (2g alone if single), as products with any
+    position's activations take them: (values 0-15 of each block, values 16-31 of each)
+    as int16s + 8, and the two scales, the first in lanes 0-7, the second in 8-15.
+    Zero-extended to 16 bits, the bytes of the two blocks give their values 0-15 by a
+    mask and 16-31 by a shift, stored + 8: xq's corrections (-8 x each block's sum of
+    activations) take it off."""
     i8, i16, i32, f32 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.FloatType()
     c = lambda v: ir.Constant(g.type, v)  # noqa: E731
     if single:  # the row's last block: 16 bytes, and zeros where a second block would be
@@ -131,17 +148,52 @@ def _int4_pair(builder, q_row, s_row, x, g, single):
     words = builder.zext(packed, _vector(i16, QBLOCK))
     low = builder.and_(words, ir.Constant(_vector(i16, QBLOCK), [15] * QBLOCK))
     high = builder.lshr(words, ir.Constant(_vector(i16, QBLOCK), [4] * QBLOCK))
+    # the two bfloat16 scales (first in the low half of the 32 bits) as float32s: lanes 0-7 the first's
+    scales = builder.and_(builder.shl(_splat(builder, scales, 16), ir.Constant(_vector(i32, 16), [16] * 8 + [0] * 8)),
+                          ir.Constant(_vector(i32, 16), [-65536] * 16))
+    return (low, high), builder.bitcast(scales, _vector(f32, 16))
+
+
+def _int4_products(builder, values, x, g):
+    """The pair g's 16 int32 sums (lanes 0-7 block 2g's, 8-15 block 2g + 1's): its
+    unpacked values (_int4_weights) times the activations xq laid out for int4 (x, an
+    int16 pointer to a position's first), the corrections included."""
+    i16, i32 = ir.IntType(16), ir.IntType(32)
+    c = lambda v: ir.Constant(g.type, v)  # noqa: E731
+    low, high = values
     base = builder.mul(g, c(INT4_PAIR_INT16S))
     x_low = _load(builder, x, base, _vector(i16, QBLOCK))
     x_high = _load(builder, x, builder.add(base, c(QBLOCK)), _vector(i16, QBLOCK))
     corrections = _load(builder, x, builder.add(base, c(2 * QBLOCK)), _vector(i32, 16))
     sums = builder.add(_multiply_add_pairs(builder, low, x_low), _multiply_add_pairs(builder, high, x_high),
                        flags=["nsw"])
-    sums = builder.add(sums, corrections, flags=["nsw"])
-    # the two bfloat16 scales (first in the low half of the 32 bits) as float32s: lanes 0-7 the first's
-    scales = builder.and_(builder.shl(_splat(builder, scales, 16), ir.Constant(_vector(i32, 16), [16] * 8 + [0] * 8)),
-                          ir.Constant(_vector(i32, 16), [-65536] * 16))
-    return sums, builder.bitcast(scales, _vector(f32, 16))
+    return builder.add(sums, corrections, flags=["nsw"])
+
+
+def _int4_pair(builder, q_row, s_row, x, g, single):
+    """Blocks 2g and 2g + 1 of an int4 row (2g alone if single): 16 int32 sums, lanes 0-7
+    the first block's, 8-15 the second's, and their scales in the same lanes."""
+    values, scales = _int4_weights(builder, q_row, s_row, g, single)
+    return _int4_products(builder, values, x, g), scales
+
+
+def row_pointer(builder, array, o):
+    """An i8 pointer to the first byte of row o of a 2-D array (numba's array struct)."""
+    stride = cgutils.unpack_tuple(builder, array.strides, 2)[0]
+    return builder.gep(builder.bitcast(array.data, ir.IntType(8).as_pointer()), [builder.mul(o, stride)])
+
+
+def horizontal_sum(builder, total):
+    """The sum of a float vector's lanes (a power of 2 of them): halves added pairwise,
+    log2(n) dependent adds, not n - 1."""
+    i32 = ir.IntType(32)
+    width = total.type.count
+    while width > 1:
+        width //= 2
+        total = builder.fadd(*(builder.shuffle_vector(total, total, ir.Constant(_vector(i32, width),
+                                                                                 list(range(k, k + width))))
+                               for k in (0, width)))
+    return builder.extract_element(total, ir.Constant(i32, 0))
 
 
 @intrinsic
@@ -165,17 +217,14 @@ def dot_blocks_int16(typingctx, q, xq, scales, o0, o1, blocks):
     signature = types.UniTuple(types.float32, 2)(q, xq, scales, types.intp, types.intp, types.intp)
 
     def codegen(context, builder, sig, args):
-        i8, i32, f32 = ir.IntType(8), ir.IntType(32), ir.FloatType()
+        f32 = ir.FloatType()
         q_array = context.make_array(sig.args[0])(context, builder, args[0])
         s_array = context.make_array(sig.args[2])(context, builder, args[2])
         x = context.make_array(sig.args[1])(context, builder, args[1]).data
         n = args[5]
         c = lambda v: ir.Constant(n.type, v)  # noqa: E731
 
-        def row(array, o):  # an i8 pointer to the row's first byte
-            stride = cgutils.unpack_tuple(builder, array.strides, 2)[0]
-            return builder.gep(builder.bitcast(array.data, i8.as_pointer()), [builder.mul(o, stride)])
-        rows = [(row(q_array, o), row(s_array, o)) for o in (args[3], args[4])]
+        rows = [(row_pointer(builder, q_array, o), row_pointer(builder, s_array, o)) for o in (args[3], args[4])]
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_vector(f32, 16), [_vector(f32, 16)] * 3),
                                              "llvm.fma.v16f32")
         # each row's accumulators: int8 takes two blocks a step, one each (two chains)
@@ -209,13 +258,7 @@ def dot_blocks_int16(typingctx, q, xq, scales, o0, o1, blocks):
             total = builder.load(accs[0])
             for acc in accs[1:]:
                 total = builder.fadd(total, builder.load(acc))
-            width = 16
-            while width > 1:  # halves added pairwise: 4 dependent adds, not 15
-                width //= 2
-                total = builder.fadd(*(builder.shuffle_vector(total, total, ir.Constant(_vector(i32, width),
-                                                                                         list(range(k, k + width))))
-                                       for k in (0, width)))
-            totals.append(builder.extract_element(total, ir.Constant(i32, 0)))
+            totals.append(horizontal_sum(builder, total))
         return context.make_tuple(builder, sig.return_type, totals)
 
     return signature, codegen

@@ -26,7 +26,7 @@ from numba.extending import intrinsic
 from ..dtypes import QBLOCK
 from ..weights import (_as_float32, activations_int16_size, as_float, dot_blocks_int16, prefetch_ir, round_activations,
                        rows_for_tiles, scratch_for, stored, weight_at)
-from .tile import WIDTH, products_4xw, target_has_32_vector_registers
+from .tile import WIDTH, products_4xw, target_has_32_vector_registers, tile_blocks_int16, tile_rows
 
 jit = njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
 GELU_SCALING_FACTOR = np.float32(math.sqrt(2.0 / math.pi))
@@ -183,14 +183,24 @@ def _normalize(out, mean, rstd, inp, weight, bias, T, C, lo, hi):
 
 def matmul_forward(out, inp, weight, bias, B, T, C, OC):
     """serial.matmul_forward; workers split the OC output channels, so each reads only
-    its share of the weight. Decoding (T < 4) with int8 or int4 weights whose rows are
-    whole blocks rounds the inputs to int16 first (a scale per position) and multiplies
-    in integers (_matvec_quantized): the results move by at most 1.5e-5 of the largest
-    input times the row's absolute sum, far below the weights' own rounding."""
-    if isinstance(weight, tuple) and T < 4 and C % QBLOCK == 0:
-        _matvec_quantized(out, inp, weight[0], weight[1], bias, B, T, C, OC, _pool())
-    else:
-        _matmul_forward(out, inp, weight, bias, B, T, C, OC, _pool())
+    its share of the weight. With int8 or int4 weights whose rows are whole blocks, the
+    inputs are rounded to int16 first (a scale per position) and multiplied in integers:
+    decoding (T < 4) by _matvec_quantized, prefill by _matmul_quantized's tiles, after a
+    parallel region that rounds the positions. The results move by at most 1.5e-5 of the
+    largest input times the row's absolute sum, far below the weights' own rounding. A
+    prefill with an inf or a NaN in its inputs takes the float32 path whole."""
+    if isinstance(weight, tuple) and C % QBLOCK == 0:
+        q, scales = weight
+        if T < 4:
+            _matvec_quantized(out, inp, q, scales, bias, B, T, C, OC, _pool())
+            return
+        xq = np.empty((B, T, activations_int16_size(C)), np.int16)
+        row_scale = np.empty((B, T), np.float32)
+        _round_positions(xq, row_scale, inp, q, B, T, _pool())
+        if row_scale.min() > 0:  # no inf or NaN
+            _matmul_quantized(out, xq, row_scale, q, scales, bias, B, T, C, OC, _pool())
+            return
+    _matmul_forward(out, inp, weight, bias, B, T, C, OC, _pool())
 
 
 OB = 64  # output channels per block: their weight rows (196 KB at C = 768) stay in L2
@@ -316,21 +326,51 @@ def _int16_scale(x):
     return largest / INT16_MAX if largest > 0 else np.float32(1.0)
 
 
+@njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+def _round_position(xq, row_scale, inp, q, b, t):
+    """Position (b, t) of inp rounded to int16 into xq[b, t] (weights.round_activations,
+    in the order the integer products read for q's type) with the scale max|row| / 32767,
+    kept in row_scale[b, t]; a row with an inf or a NaN is left unrounded, its scale -1
+    (rounding would hide them)."""
+    s = _int16_scale(inp[b, t])
+    row_scale[b, t] = s
+    if s > 0:
+        round_activations(xq[b, t], inp[b, t], s, q)
+
+
+@jit
+def _round_positions(xq, row_scale, inp, q, B, T, K):
+    """_round_position for every position; workers split the B*T positions."""
+    for w in prange(K):
+        lo, hi = chunk(B * T, K, w)
+        for bt in range(lo, hi):
+            _round_position(xq, row_scale, inp, q, bt // T, bt % T)
+
+
+@njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+def _dot_pairs(out, xq, row_scale, q, scales, bias, b, t, lo, hi, blocks):
+    """out[b, t, lo:hi] from the rounded position xq[b, t], two channels at a time
+    (dot_blocks_int16: the two rows share each load of xq; an odd last row is computed
+    twice, stored once)."""
+    for o in range(lo, hi, 2):
+        o1 = min(o + 1, hi - 1)
+        first, second = dot_blocks_int16(q, xq[b, t], scales, o, o1, blocks)
+        for j, total in ((o, first), (o1, second)):
+            b0 = np.float32(0.0) if bias is None else bias[j]
+            out[b, t, j] = stored(out, total * row_scale[b, t] + b0)
+
+
 @jit
 def _matvec_quantized(out, inp, q, scales, bias, B, T, C, OC, K):
     """out (B,T,OC) = inp @ dequantized (q, scales).T + bias, int8 or int4, for a few
-    positions: each input row rounded to int16 with the scale max|row| / 32767 (into
-    xq, in the order dot_blocks_int16 reads for the type), then the outputs two at a time
-    (two rows of the weight share each load of xq), each times that scale. A row with an
-    inf or a NaN takes the float32 path (rounding would hide them)."""
+    positions: each input row rounded to int16 (_round_position, on the calling thread:
+    a few rows), then the outputs two at a time (_dot_pairs), each times its row's scale.
+    A row with an inf or a NaN takes the float32 path."""
     xq = np.empty((B, T, activations_int16_size(C)), np.int16)
     row_scale = np.empty((B, T), np.float32)
     for b in range(B):
         for t in range(T):
-            s = _int16_scale(inp[b, t])
-            row_scale[b, t] = s
-            if s > 0:  # not an inf or a NaN
-                round_activations(xq[b, t], inp[b, t], s, q)
+            _round_position(xq, row_scale, inp, q, b, t)
     blocks = C // QBLOCK
     for w in prange(K):
         lo, hi = chunk(OC, K, w)
@@ -340,12 +380,38 @@ def _matvec_quantized(out, inp, q, scales, bias, B, T, C, OC, K):
                     for o in range(lo, hi):
                         _dot_rows(out, inp, (q, scales), bias, b, o, o, t, t + 1, C)
                     continue
-                for o in range(lo, hi, 2):
-                    o1 = min(o + 1, hi - 1)  # an odd last row: computed twice, stored once
-                    first, second = dot_blocks_int16(q, xq[b, t], scales, o, o1, blocks)
-                    for j, total in ((o, first), (o1, second)):
-                        b0 = np.float32(0.0) if bias is None else bias[j]
-                        out[b, t, j] = stored(out, total * row_scale[b, t] + b0)
+                _dot_pairs(out, xq, row_scale, q, scales, bias, b, t, lo, hi, blocks)
+
+
+@jit
+def _matmul_quantized(out, xq, row_scale, q, scales, bias, B, T, C, OC, K):
+    """out (B,T,OC) = the rounded inputs xq (_round_positions, no inf or NaN) @
+    dequantized (q, scales).T + bias, int8 or int4, for T >= 4 (prefill): tiles of
+    R = tile_rows(q) channels x 4 positions in registers (tile.tile_blocks_int16), each times its
+    position's scale; the worker's channels taken OB at a time and each block swept by
+    every 4 positions, as _matmul_forward's tiles are. The last T % 4 positions and
+    (hi - lo) % R channels: two channels at a time (_dot_pairs)."""
+    blocks = C // QBLOCK
+    R = tile_rows(q)
+    for w in prange(K):
+        lo, hi = chunk(OC, K, w)
+        tiles_end = lo + (hi - lo) // R * R
+        T4 = T // 4 * 4
+        for b in range(B):
+            positions = xq[b]
+            for ob in range(lo, tiles_end, OB):
+                oe = min(ob + OB, tiles_end)
+                for t in range(0, T4, 4):
+                    for o in range(ob, oe, R):
+                        sums = tile_blocks_int16(q, scales, positions, o, t, blocks)
+                        for r in range(R):
+                            b0 = np.float32(0.0) if bias is None else bias[o + r]
+                            for p in range(4):
+                                out[b, t + p, o + r] = stored(out, sums[r * 4 + p] * row_scale[b, t + p] + b0)
+                for t in range(T4, T):  # the block's last T % 4 positions, while its rows are in L2
+                    _dot_pairs(out, xq, row_scale, q, scales, bias, b, t, ob, oe, blocks)
+            for t in range(T):
+                _dot_pairs(out, xq, row_scale, q, scales, bias, b, t, tiles_end, hi, blocks)
 
 
 @njit(cache=True, fastmath=True, error_model="numpy", inline="always")

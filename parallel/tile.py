@@ -1,19 +1,25 @@
-"""A matrix product's tile summed in registers, for prefill's attention (LLVM IR).
+"""Matrix products' tiles summed in registers, for prefill (LLVM IR).
 
 numba's loops keep a running sum in a register only when it is one value (a reduction);
 a tile of sums, each updated once per step of the product, stays in memory, and every
-multiply-add costs a load and a store of its sum. `products_4xw` emits the tile's
-accumulators as vector registers itself, the micro-kernel of a matrix multiplication:
-4 rows x WIDTH columns of sums, each step one row of b (a vector load) against one value
-of each of a's 4 rows (broadcast).
+multiply-add costs a load and a store of its sum. These emit the tile's accumulators as
+vector registers themselves, the micro-kernels of a matrix multiplication:
+- `products_4xw`, attention's: 4 rows x WIDTH columns of sums, each step one row of b
+  (a vector load) against one value of each of a's 4 rows (broadcast);
+- `tile_blocks_int16`, the int8 and int4 matmul's: tile_rows(q) weight rows x 4 positions,
+  each step a block of each row widened to int16 once and multiplied by the 4 positions'
+  activations rounded to int16 (weights.dot_blocks_int16's arithmetic, the
+  multiply-add instructions' sums), then scaled into float32 lanes.
 """
 
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
-from ..weights import _splat, _vector
+from ..weights import (_int4_products, _int4_weights, _int8_products, _int8_weights, _splat, _vector, horizontal_sum,
+                       row_pointer)
 
 AVX512_CPUS = {"skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client", "icelake-server",
                "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids", "znver4", "znver5",
@@ -99,5 +105,97 @@ def products_4xw(typingctx, out, a, b, n, scale):
             target = _element_pointer(builder, out_array, out_type, c(j), c(0))
             builder.store(builder.fmul(builder.load(acc), scales), builder.bitcast(target, vec.as_pointer()), align=1)
         return context.get_dummy_value()
+
+    return signature, codegen
+
+
+# The integer tile: 4 rows x 4 positions of 16-lane sums are 16 of AVX-512's 32
+# registers; AVX2's 16 hold 2 x 4 of 8 lanes with two int8 rows' widened blocks beside
+# them, or 1 x 4 with an int4 row's (its unpacked pair of blocks takes 4 registers):
+# more rows spill, fewer load each position's block more often (dev/matmul/int_tile.py)
+INT8_ROWS = 4 if target_has_32_vector_registers() else 2
+INT4_ROWS = 4 if target_has_32_vector_registers() else 1
+INT_LANES = 16 if target_has_32_vector_registers() else 8
+POSITIONS = 4
+
+
+def tile_rows(q):
+    """The weight rows of tile_blocks_int16's tile for q's type (int8 or int4)."""
+    return INT4_ROWS if q.dtype == np.uint8 else INT8_ROWS
+
+
+@overload(tile_rows, inline="always")
+def _tile_rows(q):
+    rows = INT4_ROWS if q.dtype == types.uint8 else INT8_ROWS
+    return lambda q: rows
+
+
+@intrinsic
+def tile_blocks_int16(typingctx, q, scales, xq, o, t, blocks):
+    """For r < tile_rows(q) and p < 4, in that order (r-major): the sum over b < blocks of
+    scale[o + r, b] * (sum over j < 32 of value[o + r, 32b + j] * xq[t + p, 32b + j]),
+    float32s; what weights.dot_blocks_int16 computes for one row and one position, the
+    integer sums exact: rows of int8 or int4 weights (q and scales 2-D, C-contiguous)
+    times positions of activations rounded to int16 (xq 2-D, C-contiguous, each row laid
+    out by weights.round_activations for the type). Each block of a row is loaded and
+    widened once for the 4 positions, each block of a position once for the rows."""
+    if not (isinstance(q, types.Array) and q.ndim == 2 and q.layout == "C"
+            and isinstance(scales, types.Array) and scales.ndim == 2 and scales.layout == "C"
+            and isinstance(xq, types.Array) and xq.ndim == 2 and xq.layout == "C" and xq.dtype == types.int16
+            and all(isinstance(a, types.Integer) for a in (o, t, blocks))
+            and (q.dtype, scales.dtype) in ((types.int8, types.float32), (types.uint8, types.uint16))):
+        return None
+    int4 = q.dtype == types.uint8
+    n_rows = INT4_ROWS if int4 else INT8_ROWS
+    signature = types.UniTuple(types.float32, n_rows * POSITIONS)(q, scales, xq, types.intp, types.intp,
+                                                                     types.intp)
+
+    def codegen(context, builder, sig, args):
+        i16, i32, f32 = ir.IntType(16), ir.IntType(32), ir.FloatType()
+        q_array, s_array, x_array = (context.make_array(t)(context, builder, v)
+                                     for t, v in zip(sig.args[:3], args[:3]))
+        o, t, n = args[3], args[4], args[5]
+        c = lambda v: ir.Constant(n.type, v)  # noqa: E731
+        rows = [(row_pointer(builder, q_array, builder.add(o, c(r))),
+                 row_pointer(builder, s_array, builder.add(o, c(r)))) for r in range(n_rows)]
+        xs = [builder.bitcast(row_pointer(builder, x_array, builder.add(t, c(p))), i16.as_pointer())
+              for p in range(POSITIONS)]
+        vec = _vector(f32, INT_LANES)
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
+                                             f"llvm.fma.v{INT_LANES}f32")
+        sums = [[cgutils.alloca_once_value(builder, ir.Constant(vec, [0.0] * INT_LANES)) for _ in xs] for _ in rows]
+
+        def half(v, k):  # lanes 8k to 8k + 7 of a 16-lane vector
+            return builder.shuffle_vector(v, v, ir.Constant(_vector(i32, 8), list(range(8 * k, 8 * k + 8))))
+
+        def accumulate(acc, products, scale):  # products: 16 int32 sums; scale: their 16 scales
+            total = builder.load(acc)
+            if INT_LANES == 16:
+                total = builder.call(fma, [builder.sitofp(products, vec), scale, total])
+            elif not int4:  # one scale in all 16 lanes: their halves added as integers first
+                folded = builder.add(half(products, 0), half(products, 1), flags=["nsw"])
+                total = builder.call(fma, [builder.sitofp(folded, vec), half(scale, 0), total])
+            else:  # int4: two blocks, a scale each
+                for k in range(2):
+                    total = builder.call(fma, [builder.sitofp(half(products, k), vec), half(scale, k), total])
+            builder.store(total, acc)
+
+        def step(index, single=False):
+            for (q_row, s_row), accs in zip(rows, sums):
+                if int4:
+                    values, scale = _int4_weights(builder, q_row, s_row, index, single)
+                else:
+                    values, scale = _int8_weights(builder, q_row, s_row, index)
+                for x, acc in zip(xs, accs):
+                    products = (_int4_products if int4 else _int8_products)(builder, values, x, index)
+                    accumulate(acc, products, scale)
+
+        with cgutils.for_range(builder, builder.sdiv(n, c(2)) if int4 else n) as loop:  # int4: pairs of blocks
+            step(loop.index)
+        if int4:
+            with builder.if_then(builder.icmp_signed("!=", builder.srem(n, c(2)), c(0))):  # an odd last block
+                step(builder.sdiv(n, c(2)), single=True)
+        totals = [horizontal_sum(builder, builder.load(acc)) for accs in sums for acc in accs]
+        return context.make_tuple(builder, sig.return_type, totals)
 
     return signature, codegen

@@ -92,8 +92,8 @@ def test_quantize_int4_goes_by_chunks_of_rows_and_says_each(monkeypatch):
 @pytest.mark.parametrize("B,T,C", [(1, 1, 20), (1, 7, 36), (2, 5, 12), (1, 9, 36), (1, 66, 40), (1, 5, 96),
                                    (1, 1, 768), (2, 3, 64), (1, 1, 32), (1, 70, 3072)])
 def test_int4_weights_compute_with_their_dequantized_values(backend, B, T, C):
-    """The matmul (prefill, decoding) and the encoder; decoding's integer matvec (whole
-    blocks, T < 4) rounds its inputs to int16 first, as for int8."""
+    """The matmul (prefill, decoding) and the encoder; the parallel integer products
+    (whole blocks) round their inputs to int16 first, as for int8."""
     rng = np.random.default_rng(C + T)
     OC = 3 * C + 1 if C < 1000 else 130
     packed, scales = quantize_int4(rand(rng, OC, C))

@@ -31,7 +31,7 @@ def blocked_2x4(out, inp, weight, bias, B, T, C, OC, K, OB):
             for ob in range(lo, hi, OB):
                 for t in range(0, T // 4 * 4, 4):
                     for o in range(ob, min(ob + OB, hi) - 1, 2):
-                        _tile_2x4(out, inp, weight, bias, b, o, t, C)
+                        _tile_2x4(out, inp, weight, bias, b, o, o, t, C)
 
 
 @jit
@@ -43,7 +43,7 @@ def blocked_4x4(out, inp, weight, bias, B, T, C, OC, K, OB):
             for ob in range(lo, hi, OB):
                 for t in range(0, T // 4 * 4, 4):
                     for o in range(ob, min(ob + OB, hi) - 3, 4):
-                        _tile_4x4(out, inp, weight, bias, b, o, t, C)
+                        _tile_4x4(out, inp, weight, bias, b, o, o, t, C)
 
 
 rng = np.random.default_rng(0)
