@@ -154,19 +154,22 @@ def _int4_weights(builder, q_row, s_row, g, single):
     return (low, high), builder.bitcast(scales, _vector(f32, 16))
 
 
-def _int4_products(builder, values, x, g):
+def _int4_products(builder, values, x, g, corrected=True):
     """The pair g's 16 int32 sums (lanes 0-7 block 2g's, 8-15 block 2g + 1's): its
     unpacked values (_int4_weights) times the activations xq laid out for int4 (x, an
-    int16 pointer to a position's first), the corrections included."""
+    int16 pointer to a position's first), the corrections added unless the values are
+    the nibbles - 8 already (corrected=False)."""
     i16, i32 = ir.IntType(16), ir.IntType(32)
     c = lambda v: ir.Constant(g.type, v)  # noqa: E731
     low, high = values
     base = builder.mul(g, c(INT4_PAIR_INT16S))
     x_low = _load(builder, x, base, _vector(i16, QBLOCK))
     x_high = _load(builder, x, builder.add(base, c(QBLOCK)), _vector(i16, QBLOCK))
-    corrections = _load(builder, x, builder.add(base, c(2 * QBLOCK)), _vector(i32, 16))
     sums = builder.add(_multiply_add_pairs(builder, low, x_low), _multiply_add_pairs(builder, high, x_high),
                        flags=["nsw"])
+    if not corrected:
+        return sums
+    corrections = _load(builder, x, builder.add(base, c(2 * QBLOCK)), _vector(i32, 16))
     return builder.add(sums, corrections, flags=["nsw"])
 
 

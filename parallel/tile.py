@@ -182,12 +182,16 @@ def tile_blocks_int16(typingctx, q, scales, xq, o, t, blocks):
 
         def step(index, single=False):
             for (q_row, s_row), accs in zip(rows, sums):
-                if int4:
+                if int4:  # the nibbles - 8, once for the 4 positions, not xq's corrections for each
                     values, scale = _int4_weights(builder, q_row, s_row, index, single)
+                    values = [builder.sub(v, ir.Constant(v.type, [8] * v.type.count)) for v in values]
                 else:
                     values, scale = _int8_weights(builder, q_row, s_row, index)
                 for x, acc in zip(xs, accs):
-                    products = (_int4_products if int4 else _int8_products)(builder, values, x, index)
+                    if int4:
+                        products = _int4_products(builder, values, x, index, corrected=False)
+                    else:
+                        products = _int8_products(builder, values, x, index)
                     accumulate(acc, products, scale)
 
         with cgutils.for_range(builder, builder.sdiv(n, c(2)) if int4 else n) as loop:  # int4: pairs of blocks
