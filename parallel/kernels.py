@@ -21,12 +21,12 @@ import time
 import numpy as np
 from numba import get_num_threads, njit, prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from ..dtypes import QBLOCK
 from ..weights import (_as_float32, activations_int16_size, as_float, dot_blocks_int16, prefetch_ir, round_activations,
                        rows_for_tiles, scratch_for, stored, weight_at)
-from .tile import WIDTH, products_4xw, target_has_32_vector_registers, tile_blocks_int16, tile_rows
+from .tile import WIDTH, dots_3x4, products_4xw, target_has_32_vector_registers, tile_blocks_int16, tile_rows
 
 jit = njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
 GELU_SCALING_FACTOR = np.float32(math.sqrt(2.0 / math.pi))
@@ -207,9 +207,9 @@ OB = 64  # output channels per block: their weight rows (196 KB at C = 768) stay
 
 
 # Prefill's tile: 4 x 4 keeps 16 accumulators and 8 operands in registers where there
-# are 32 of them; with 16 (AVX2) they spill, and 2 channels x 4 positions is faster
-# (dev/matmul/prefill.py, on both kinds of code)
-TILE_CHANNELS = 4 if target_has_32_vector_registers() else 2
+# are 32 of them; with 16 (AVX2) numba's loop spills them, and 3 x 4 written in LLVM IR
+# (tile.dots_3x4) is the most that fits: faster than numba's 2 x 4 (dev/matmul/prefill.py)
+TILE_CHANNELS = 4 if target_has_32_vector_registers() else 3
 
 
 @jit
@@ -232,13 +232,15 @@ def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K, CH=TILE_CHANNELS):
         T4 = T // 4 * 4
         scratch = scratch_for(weight, OB)  # int4's rows, decoded a block at a time
         for b in range(B):
-            for ob in range(lo, tiles_end, OB):
-                oe = min(ob + OB, tiles_end)
+            for ob in range(lo, tiles_end, OB // CH * CH):  # whole tiles a block
+                oe = min(ob + OB // CH * CH, tiles_end)
                 rows, first = rows_for_tiles(weight, ob, oe, scratch)
                 for t in range(0, T4, 4):
                     for o in range(ob, oe, CH):
                         if CH == 4:
                             _tile_4x4(out, inp, rows, bias, b, o, o - first, t, C)
+                        elif CH == 3:
+                            _tile_3x4(out, inp, rows, bias, b, o, o - first, t, C)
                         else:
                             _tile_2x4(out, inp, rows, bias, b, o, o - first, t, C)
                 # the block's last T % 4 positions, while its rows are in L2
@@ -305,6 +307,60 @@ def _tile_4x4(out, inp, weight, bias, b, o, r, t, C):
         out[b, t + 1, o + j] = stored(out, c1 + bj)
         out[b, t + 2, o + j] = stored(out, c2 + bj)
         out[b, t + 3, o + j] = stored(out, c3 + bj)
+
+
+def _bias_at(bias, j):
+    """bias[j], or 0 without a bias (None)."""
+
+
+@overload(_bias_at, inline="always")
+def _bias_at_typed(bias, j):
+    if isinstance(bias, types.NoneType):
+        return lambda bias, j: np.float32(0.0)
+    return lambda bias, j: bias[j]
+
+
+def _tile_3x4(out, inp, weight, bias, b, o, r, t, C):
+    """out[b, t:t+4, o:o+3]: 12 dot products, one pass over C; channel o's weights are
+    row r of `weight`. Float32 or bfloat16 rows: tile.dots_3x4, its sums in registers;
+    int8 rows (of partial blocks, read by weight_at): numba's loop."""
+
+
+@overload(_tile_3x4, inline="always")
+def _tile_3x4_typed(out, inp, weight, bias, b, o, r, t, C):
+    if isinstance(weight, types.Array) and weight.layout == "C" and inp.layout == "C":
+        def in_registers(out, inp, weight, bias, b, o, r, t, C):
+            sums = dots_3x4(weight, inp[b], r, t, C)
+            for j in range(3):
+                bj = _bias_at(bias, o + j)
+                for p in range(4):
+                    out[b, t + p, o + j] = stored(out, sums[4 * j + p] + bj)
+        return in_registers
+
+    def by_numba(out, inp, weight, bias, b, o, r, t, C):
+        a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = a20 = a21 = a22 = a23 = np.float32(0.0)
+        for i in range(C):
+            w0, w1, w2 = weight_at(weight, r, i), weight_at(weight, r + 1, i), weight_at(weight, r + 2, i)
+            x0, x1, x2, x3 = inp[b, t, i], inp[b, t + 1, i], inp[b, t + 2, i], inp[b, t + 3, i]
+            a00 += x0 * w0
+            a01 += x1 * w0
+            a02 += x2 * w0
+            a03 += x3 * w0
+            a10 += x0 * w1
+            a11 += x1 * w1
+            a12 += x2 * w1
+            a13 += x3 * w1
+            a20 += x0 * w2
+            a21 += x1 * w2
+            a22 += x2 * w2
+            a23 += x3 * w2
+        for j, (c0, c1, c2, c3) in enumerate(((a00, a01, a02, a03), (a10, a11, a12, a13), (a20, a21, a22, a23))):
+            bj = _bias_at(bias, o + j)
+            out[b, t, o + j] = stored(out, c0 + bj)
+            out[b, t + 1, o + j] = stored(out, c1 + bj)
+            out[b, t + 2, o + j] = stored(out, c2 + bj)
+            out[b, t + 3, o + j] = stored(out, c3 + bj)
+    return by_numba
 
 
 INT16_MAX = np.float32(32767.0)

@@ -6,6 +6,8 @@ multiply-add costs a load and a store of its sum. These emit the tile's accumula
 vector registers themselves, the micro-kernels of a matrix multiplication:
 - `products_4xw`, attention's: 4 rows x WIDTH columns of sums, each step one row of b
   (a vector load) against one value of each of a's 4 rows (broadcast);
+- `dots_3x4`, the float32 and bfloat16 matmul's with AVX2 code: 3 weight rows x 4
+  positions of 8-lane sums along the rows (12 of the 16 registers, and the 3 rows' loads);
 - `tile_blocks_int16`, the int8 and int4 matmul's: tile_rows(q) weight rows x 4 positions,
   each step a block of each row widened to int16 once and multiplied by the 4 positions'
   activations rounded to int16 (weights.dot_blocks_int16's arithmetic, the
@@ -18,8 +20,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from ..weights import (_int4_products, _int4_weights, _int8_products, _int8_weights, _splat, _vector, horizontal_sum,
-                       row_pointer)
+from ..weights import (_int4_products, _int4_weights, _int8_products, _int8_weights, _load, _splat, _vector,
+                       horizontal_sum, row_pointer)
 
 AVX512_CPUS = {"skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client", "icelake-server",
                "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids", "znver4", "znver5",
@@ -201,5 +203,58 @@ def tile_blocks_int16(typingctx, q, scales, xq, o, t, blocks):
                 step(builder.sdiv(n, c(2)), single=True)
         totals = [horizontal_sum(builder, builder.load(acc)) for accs in sums for acc in accs]
         return context.make_tuple(builder, sig.return_type, totals)
+
+    return signature, codegen
+
+
+DOT_ROWS, DOT_LANES = 3, 8
+
+
+@intrinsic
+def dots_3x4(typingctx, w, x, r, t, n):
+    """For j < 3 and p < 4, in that order (j-major): the sum over i < n of w[r + j, i] *
+    x[t + p, i], float32s: w float32 or bfloat16 bits (uint16, widened exactly), x
+    float32, both 2-D with contiguous rows. 8 lanes of each sum per step, 12 sums in
+    registers (numba's loop over 12 reductions spilled them with AVX2 code,
+    dev/matmul/prefill.py), the last n % 8 values one at a time."""
+    if not (isinstance(w, types.Array) and w.ndim == 2 and w.layout == "C" and w.dtype in (types.float32, types.uint16)
+            and isinstance(x, types.Array) and x.ndim == 2 and x.layout == "C" and x.dtype == types.float32
+            and all(isinstance(a, types.Integer) for a in (r, t, n))):
+        return None
+    signature = types.UniTuple(types.float32, DOT_ROWS * POSITIONS)(w, x, types.intp, types.intp, types.intp)
+
+    def codegen(context, builder, sig, args):
+        f32 = ir.FloatType()
+        w_type = sig.args[0]
+        w_array, x_array = (context.make_array(t)(context, builder, v) for t, v in zip(sig.args[:2], args[:2]))
+        r, t, n = args[2], args[3], args[4]
+        c = lambda v: ir.Constant(n.type, v)  # noqa: E731
+        w_rows = [_element_pointer(builder, w_array, w_type, builder.add(r, c(j)), c(0)) for j in range(DOT_ROWS)]
+        x_rows = [_element_pointer(builder, x_array, sig.args[1], builder.add(t, c(p)), c(0)) for p in range(POSITIONS)]
+        vec = _vector(f32, DOT_LANES)
+        w_vec = _vector(ir.FloatType() if w_type.dtype == types.float32 else ir.IntType(16), DOT_LANES)
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
+                                             f"llvm.fma.v{DOT_LANES}f32")
+        sums = [[cgutils.alloca_once_value(builder, ir.Constant(vec, [0.0] * DOT_LANES)) for _ in x_rows]
+                for _ in w_rows]
+        steps = builder.sdiv(n, c(DOT_LANES))
+        with cgutils.for_range(builder, steps) as loop:
+            offset = builder.mul(loop.index, c(DOT_LANES))
+            ws = [_widened(builder, _load(builder, row, offset, w_vec), w_type.dtype, DOT_LANES) for row in w_rows]
+            for p, x_row in enumerate(x_rows):
+                xv = _load(builder, x_row, offset, vec)
+                for j, wv in enumerate(ws):
+                    builder.store(builder.call(fma, [wv, xv, builder.load(sums[j][p])]), sums[j][p])
+        totals = [[cgutils.alloca_once_value(builder, horizontal_sum(builder, builder.load(acc))) for acc in accs]
+                  for accs in sums]
+        with cgutils.for_range(builder, builder.sub(n, builder.mul(steps, c(DOT_LANES)))) as loop:  # the last n % 8
+            i = builder.add(builder.mul(steps, c(DOT_LANES)), loop.index)
+            ws = [_widened(builder, builder.load(builder.gep(row, [i])), w_type.dtype) for row in w_rows]
+            for p, x_row in enumerate(x_rows):
+                xv = builder.load(builder.gep(x_row, [i]))
+                for j, wv in enumerate(ws):
+                    total = totals[j][p]
+                    builder.store(builder.fadd(builder.load(total), builder.fmul(wv, xv)), total)
+        return context.make_tuple(builder, sig.return_type, [builder.load(a) for accs in totals for a in accs])
 
     return signature, codegen

@@ -83,12 +83,12 @@ def test_matmul_forward(kernels, B, T, C, NH, with_bias):
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(C))
 
 
-@pytest.mark.parametrize("channels", [2, 4])
+@pytest.mark.parametrize("channels", [2, 3, 4])
 @pytest.mark.parametrize("dtype", ["fp32", "bf16", "int8"])
 @pytest.mark.parametrize("B,T,C,OC", [(1, 4, 20, 7), (1, 9, 36, 131), (2, 66, 40, 250), (1, 17, 64, 130)])
 def test_both_prefill_tiles_give_the_product(channels, dtype, B, T, C, OC):
-    """The parallel matmul's tiles of 2 and 4 channels (AVX2's and AVX-512's, chosen by
-    the target: parallel.kernels.TILE_CHANNELS), each with its tails, whatever this host."""
+    """The parallel matmul's tiles of 2, 3 and 4 channels (3 AVX2's, 4 AVX-512's, chosen
+    by the target: parallel.kernels.TILE_CHANNELS), each with its tails, whatever this host."""
     from gptpy.parallel.kernels import _matmul_forward
     rng = np.random.default_rng(channels + OC)
     w = rand(rng, OC, C)

@@ -2,7 +2,8 @@
 in L1 and the weights in L2? matmul_forward (each pair of weight rows sweeps every
 position: at T = 512 the inputs, 1.5-6 MB, come from L3 for every pair) against the
 same 2 x 4 tile with the loops turned (a block of OB channels, then every 4 positions,
-then the block's pairs), and a 4 x 4 tile; GFLOP/s on the 124M shapes, interleaved,
+then the block's pairs), a 4 x 4 tile, and a 3 x 4 tile whose 12 sums stay in
+registers (parallel.tile.dots_3x4, LLVM IR); GFLOP/s on the 124M shapes, interleaved,
 medians.
 
     python dev/matmul/prefill.py [--threads K]
@@ -14,7 +15,7 @@ from numba import njit, prange
 
 import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
-from gptpy.parallel.kernels import _tile_2x4, _tile_4x4, chunk
+from gptpy.parallel.kernels import _tile_2x4, _tile_3x4, _tile_4x4, chunk
 
 args = devargs.parse(__doc__)
 K = args.threads
@@ -46,6 +47,18 @@ def blocked_4x4(out, inp, weight, bias, B, T, C, OC, K, OB):
                         _tile_4x4(out, inp, weight, bias, b, o, o, t, C)
 
 
+@jit
+def blocked_3x4(out, inp, weight, bias, B, T, C, OC, K, OB):
+    """matmul_forward's blocking with OB as a parameter; the 3 x 4 tile (_tile_3x4, AVX2's)."""
+    for w in prange(K):
+        lo, hi = chunk(OC, K, w)
+        for b in range(B):
+            for ob in range(lo, hi, OB):
+                for t in range(0, T // 4 * 4, 4):
+                    for o in range(ob, min(ob + OB, hi) - 2, 3):
+                        _tile_3x4(out, inp, weight, bias, b, o, o, t, C)
+
+
 rng = np.random.default_rng(0)
 cases = []
 for T in (64, 512):
@@ -58,6 +71,7 @@ for T in (64, 512):
 variants = {"matmul_forward": lambda c: args.kernels.matmul_forward(c[7], c[1], c[2], c[3], 1, c[4], c[5], c[6])}
 for OB in (16, 32, 64, 128):
     variants[f"2x4, OB={OB}"] = lambda c, OB=OB: blocked_2x4(c[7], c[1], c[2], c[3], 1, c[4], c[5], c[6], K, OB)
+variants["3x4 in registers, OB=48"] = lambda c: blocked_3x4(c[7], c[1], c[2], c[3], 1, c[4], c[5], c[6], K, 48)
 for OB in (32, 64):
     variants[f"4x4, OB={OB}"] = lambda c, OB=OB: blocked_4x4(c[7], c[1], c[2], c[3], 1, c[4], c[5], c[6], K, OB)
 
