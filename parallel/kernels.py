@@ -323,7 +323,8 @@ def _bias_at_typed(bias, j):
 def _tile_3x4(out, inp, weight, bias, b, o, r, t, C):
     """out[b, t:t+4, o:o+3]: 12 dot products, one pass over C; channel o's weights are
     row r of `weight`. Float32 or bfloat16 rows: tile.dots_3x4, its sums in registers;
-    int8 rows (of partial blocks, read by weight_at): numba's loop."""
+    int8 rows (of partial blocks, read by weight_at): a 2 x 4 tile and a row's 4 dot
+    products (numba's 3 x 4 loop spills its sums)."""
 
 
 @overload(_tile_3x4, inline="always")
@@ -337,30 +338,10 @@ def _tile_3x4_typed(out, inp, weight, bias, b, o, r, t, C):
                     out[b, t + p, o + j] = stored(out, sums[4 * j + p] + bj)
         return in_registers
 
-    def by_numba(out, inp, weight, bias, b, o, r, t, C):
-        a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = a20 = a21 = a22 = a23 = np.float32(0.0)
-        for i in range(C):
-            w0, w1, w2 = weight_at(weight, r, i), weight_at(weight, r + 1, i), weight_at(weight, r + 2, i)
-            x0, x1, x2, x3 = inp[b, t, i], inp[b, t + 1, i], inp[b, t + 2, i], inp[b, t + 3, i]
-            a00 += x0 * w0
-            a01 += x1 * w0
-            a02 += x2 * w0
-            a03 += x3 * w0
-            a10 += x0 * w1
-            a11 += x1 * w1
-            a12 += x2 * w1
-            a13 += x3 * w1
-            a20 += x0 * w2
-            a21 += x1 * w2
-            a22 += x2 * w2
-            a23 += x3 * w2
-        for j, (c0, c1, c2, c3) in enumerate(((a00, a01, a02, a03), (a10, a11, a12, a13), (a20, a21, a22, a23))):
-            bj = _bias_at(bias, o + j)
-            out[b, t, o + j] = stored(out, c0 + bj)
-            out[b, t + 1, o + j] = stored(out, c1 + bj)
-            out[b, t + 2, o + j] = stored(out, c2 + bj)
-            out[b, t + 3, o + j] = stored(out, c3 + bj)
-    return by_numba
+    def two_and_one(out, inp, weight, bias, b, o, r, t, C):
+        _tile_2x4(out, inp, weight, bias, b, o, r, t, C)
+        _dot_rows(out, inp, weight, bias, b, o + 2, r + 2, t, t + 4, C)
+    return two_and_one
 
 
 INT16_MAX = np.float32(32767.0)

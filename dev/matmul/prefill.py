@@ -23,40 +23,21 @@ jit = njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
 
 
 @jit
-def blocked_2x4(out, inp, weight, bias, B, T, C, OC, K, OB):
-    """Blocks of OB channels, then every 4 positions, then the block's pairs: the 2 x 4
-    tile (_tile_2x4, the one AVX2 code now uses)."""
+def blocked(out, inp, weight, bias, B, T, C, OC, K, OB, CH):
+    """Blocks of OB channels, then every 4 positions, then the block's tiles of CH
+    channels: _tile_2x4, _tile_3x4 (AVX2's) or _tile_4x4 (AVX-512's)."""
     for w in prange(K):
         lo, hi = chunk(OC, K, w)
         for b in range(B):
             for ob in range(lo, hi, OB):
                 for t in range(0, T // 4 * 4, 4):
-                    for o in range(ob, min(ob + OB, hi) - 1, 2):
-                        _tile_2x4(out, inp, weight, bias, b, o, o, t, C)
-
-
-@jit
-def blocked_4x4(out, inp, weight, bias, B, T, C, OC, K, OB):
-    """matmul_forward's blocking with OB as a parameter; its 4 x 4 tile (_tile_4x4)."""
-    for w in prange(K):
-        lo, hi = chunk(OC, K, w)
-        for b in range(B):
-            for ob in range(lo, hi, OB):
-                for t in range(0, T // 4 * 4, 4):
-                    for o in range(ob, min(ob + OB, hi) - 3, 4):
-                        _tile_4x4(out, inp, weight, bias, b, o, o, t, C)
-
-
-@jit
-def blocked_3x4(out, inp, weight, bias, B, T, C, OC, K, OB):
-    """matmul_forward's blocking with OB as a parameter; the 3 x 4 tile (_tile_3x4, AVX2's)."""
-    for w in prange(K):
-        lo, hi = chunk(OC, K, w)
-        for b in range(B):
-            for ob in range(lo, hi, OB):
-                for t in range(0, T // 4 * 4, 4):
-                    for o in range(ob, min(ob + OB, hi) - 2, 3):
-                        _tile_3x4(out, inp, weight, bias, b, o, o, t, C)
+                    for o in range(ob, min(ob + OB, hi) - CH + 1, CH):
+                        if CH == 2:
+                            _tile_2x4(out, inp, weight, bias, b, o, o, t, C)
+                        elif CH == 3:
+                            _tile_3x4(out, inp, weight, bias, b, o, o, t, C)
+                        else:
+                            _tile_4x4(out, inp, weight, bias, b, o, o, t, C)
 
 
 rng = np.random.default_rng(0)
@@ -70,10 +51,10 @@ for T in (64, 512):
 
 variants = {"matmul_forward": lambda c: args.kernels.matmul_forward(c[7], c[1], c[2], c[3], 1, c[4], c[5], c[6])}
 for OB in (16, 32, 64, 128):
-    variants[f"2x4, OB={OB}"] = lambda c, OB=OB: blocked_2x4(c[7], c[1], c[2], c[3], 1, c[4], c[5], c[6], K, OB)
-variants["3x4 in registers, OB=48"] = lambda c: blocked_3x4(c[7], c[1], c[2], c[3], 1, c[4], c[5], c[6], K, 48)
+    variants[f"2x4, OB={OB}"] = lambda c, OB=OB: blocked(c[7], c[1], c[2], c[3], 1, c[4], c[5], c[6], K, OB, 2)
+variants["3x4 in registers, OB=48"] = lambda c: blocked(c[7], c[1], c[2], c[3], 1, c[4], c[5], c[6], K, 48, 3)
 for OB in (32, 64):
-    variants[f"4x4, OB={OB}"] = lambda c, OB=OB: blocked_4x4(c[7], c[1], c[2], c[3], 1, c[4], c[5], c[6], K, OB)
+    variants[f"4x4, OB={OB}"] = lambda c, OB=OB: blocked(c[7], c[1], c[2], c[3], 1, c[4], c[5], c[6], K, OB, 4)
 
 for case in cases:
     expected = case[1][0] @ case[2].T
