@@ -250,6 +250,17 @@ def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K, CH=TILE_CHANNELS):
                 _dot_rows(out, inp, weight, bias, b, o, o, 0, T, C)
 
 
+def _bias_at(bias, j):
+    """bias[j], or 0 without a bias (None)."""
+
+
+@overload(_bias_at, inline="always")
+def _bias_at_typed(bias, j):
+    if isinstance(bias, types.NoneType):
+        return lambda bias, j: np.float32(0.0)
+    return lambda bias, j: bias[j]
+
+
 @njit(cache=True, fastmath=True, error_model="numpy", inline="always")
 def _tile_2x4(out, inp, weight, bias, b, o, r, t, C):
     """out[b, t:t+4, o:o+2]: 8 dot products in 8 accumulators, one pass over C; channel
@@ -267,7 +278,7 @@ def _tile_2x4(out, inp, weight, bias, b, o, r, t, C):
         a12 += x2 * w1
         a13 += x3 * w1
     for j, (c0, c1, c2, c3) in enumerate(((a00, a01, a02, a03), (a10, a11, a12, a13))):
-        bj = np.float32(0.0) if bias is None else bias[o + j]
+        bj = _bias_at(bias, o + j)
         out[b, t, o + j] = stored(out, c0 + bj)
         out[b, t + 1, o + j] = stored(out, c1 + bj)
         out[b, t + 2, o + j] = stored(out, c2 + bj)
@@ -302,22 +313,11 @@ def _tile_4x4(out, inp, weight, bias, b, o, r, t, C):
         a33 += x3 * w3
     for j, (c0, c1, c2, c3) in enumerate(((a00, a01, a02, a03), (a10, a11, a12, a13),
                                           (a20, a21, a22, a23), (a30, a31, a32, a33))):
-        bj = np.float32(0.0) if bias is None else bias[o + j]
+        bj = _bias_at(bias, o + j)
         out[b, t, o + j] = stored(out, c0 + bj)
         out[b, t + 1, o + j] = stored(out, c1 + bj)
         out[b, t + 2, o + j] = stored(out, c2 + bj)
         out[b, t + 3, o + j] = stored(out, c3 + bj)
-
-
-def _bias_at(bias, j):
-    """bias[j], or 0 without a bias (None)."""
-
-
-@overload(_bias_at, inline="always")
-def _bias_at_typed(bias, j):
-    if isinstance(bias, types.NoneType):
-        return lambda bias, j: np.float32(0.0)
-    return lambda bias, j: bias[j]
 
 
 def _tile_3x4(out, inp, weight, bias, b, o, r, t, C):
@@ -393,7 +393,7 @@ def _dot_pairs(out, xq, row_scale, q, scales, bias, b, t, lo, hi, blocks):
         o1 = min(o + 1, hi - 1)
         first, second = dot_blocks_int16(q, xq[b, t], scales, o, o1, blocks)
         for j, total in ((o, first), (o1, second)):
-            b0 = np.float32(0.0) if bias is None else bias[j]
+            b0 = _bias_at(bias, j)
             out[b, t, j] = stored(out, total * row_scale[b, t] + b0)
 
 
@@ -442,7 +442,7 @@ def _matmul_quantized(out, xq, row_scale, q, scales, bias, B, T, C, OC, K):
                     for o in range(ob, oe, R):
                         sums = tile_blocks_int16(q, scales, positions, o, t, blocks)
                         for r in range(R):
-                            b0 = np.float32(0.0) if bias is None else bias[o + r]
+                            b0 = _bias_at(bias, o + r)
                             for p in range(4):
                                 out[b, t + p, o + r] = stored(out, sums[r * 4 + p] * row_scale[b, t + p] + b0)
                 for t in range(T4, T):  # the block's last T % 4 positions, while its rows are in L2
@@ -455,7 +455,7 @@ def _matmul_quantized(out, xq, row_scale, q, scales, bias, B, T, C, OC, K):
 def _dot_rows(out, inp, weight, bias, b, o, r, t_start, T, C):
     """out[b, t, o] for t in [t_start, T), one dot product at a time; channel o's
     weights are row r of `weight`."""
-    b0 = np.float32(0.0) if bias is None else bias[o]
+    b0 = _bias_at(bias, o)
     for t in range(t_start, T):
         a0 = np.float32(0.0)
         for i in range(C):
