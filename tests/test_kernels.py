@@ -83,21 +83,23 @@ def test_matmul_forward(kernels, B, T, C, NH, with_bias):
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(C))
 
 
+@pytest.mark.parametrize("with_bias", [True, False])
 @pytest.mark.parametrize("channels", [2, 3, 4])
 @pytest.mark.parametrize("dtype", ["fp32", "bf16", "int8"])
 @pytest.mark.parametrize("B,T,C,OC", [(1, 4, 20, 7), (1, 9, 36, 131), (2, 66, 40, 250), (1, 17, 64, 130)])
-def test_both_prefill_tiles_give_the_product(channels, dtype, B, T, C, OC):
+def test_both_prefill_tiles_give_the_product(channels, dtype, B, T, C, OC, with_bias):
     """The parallel matmul's tiles of 2, 3 and 4 channels (3 AVX2's, 4 AVX-512's, chosen
-    by the target: parallel.kernels.TILE_CHANNELS), each with its tails, whatever this host."""
+    by the target: parallel.kernels.TILE_CHANNELS), each with its tails, with a bias and
+    without (the LM head's), whatever this host."""
     from gptpy.parallel.kernels import _matmul_forward
     rng = np.random.default_rng(channels + OC)
     w = rand(rng, OC, C)
     weight = {"fp32": w, "bf16": float32_to_bf16(w), "int8": quantize_int8(w)}[dtype]
     values = {"fp32": w, "bf16": bf16_to_float32(float32_to_bf16(w)), "int8": dequantize(*quantize_int8(w))}[dtype]
-    inp, bias = rand(rng, B, T, C), rand(rng, OC)
+    inp, bias = rand(rng, B, T, C), (rand(rng, OC) if with_bias else None)
     out = np.full((B, T, OC), np.nan, dtype=np.float32)
     _matmul_forward(out, inp, weight, bias, B, T, C, OC, 2, channels)
-    expected = inp.astype(np.float64) @ values.T.astype(np.float64) + bias
+    expected = inp.astype(np.float64) @ values.T.astype(np.float64) + (bias if with_bias else 0.0)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(C))
 
 
