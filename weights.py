@@ -22,8 +22,8 @@ int8 layouts against float32); int4's float32 tiles read rows decoded to float32
 
 The parallel backend reads int8 and int4 rows of whole blocks faster with integer
 multiply-adds: dot_blocks_int16 (decoding) multiplies two rows of them by activations
-rounded to int16, summing each block's 32 products in int32 (vpmaddwd on AVX2, vpdpwssd with AVX-512 VNNI: 16 or
-32 products an instruction), then scaling the block. numba's own loops type int32
+rounded to int16, summing each block's 32 products in int32 (vpmaddwd on AVX2, vpdpwssd
+with AVX-512 VNNI: 16 or 32 products an instruction), then scaling the block. numba's own loops type int32
 products as int64 and never reach those instructions (dev/matmul/int16_activations.py),
 so this one is written in LLVM IR. It takes an int4 row two blocks (32 bytes) at a time,
 whose nibbles, zero-extended to 16 bits, unpack with one mask and one shift into the

@@ -423,10 +423,10 @@ def _matvec_quantized(out, inp, q, scales, bias, B, T, C, OC, K):
 @jit
 def _matmul_quantized(out, xq, row_scale, q, scales, bias, B, T, C, OC, K):
     """out (B,T,OC) = the rounded inputs xq (_round_positions, no inf or NaN) @
-    dequantized (q, scales).T + bias, int8 or int4, for T >= 4 (prefill): tiles of
-    R = tile_rows(q) channels x 4 positions in registers (tile.tile_blocks_int16), each times its
-    position's scale; the worker's channels taken OB at a time and each block swept by
-    every 4 positions, as _matmul_forward's tiles are. The last T % 4 positions and
+    dequantized (q, scales).T + bias, int8 or int4, for T >= 4 (prefill): tiles of R =
+    tile_rows(q) channels x 4 positions in registers (tile.tile_blocks_int16), each times
+    its position's scale; the worker's channels taken OB at a time and each block swept
+    by every 4 positions, as _matmul_forward's tiles are. The last T % 4 positions and
     (hi - lo) % R channels: two channels at a time (_dot_pairs)."""
     blocks = C // QBLOCK
     R = tile_rows(q)

@@ -59,13 +59,10 @@ def _widened(builder, value, numba_type, n=None):
 
 
 def _element_pointer(builder, array, array_type, row, column):
-    """A pointer to array[row, column] of a 2-D array whose rows are contiguous."""
-    element = array_type.dtype
-    stride = cgutils.unpack_tuple(builder, array.strides, 2)[0]
-    i8 = ir.IntType(8)
-    start = builder.gep(builder.bitcast(array.data, i8.as_pointer()), [builder.mul(row, stride)])
-    llvm_element = ir.FloatType() if element == types.float32 else ir.IntType(16)
-    return builder.gep(builder.bitcast(start, llvm_element.as_pointer()), [column])
+    """A pointer to array[row, column] of a 2-D array whose rows are contiguous (float32,
+    or 16-bit integers: bfloat16 bits, int16)."""
+    llvm_element = ir.FloatType() if array_type.dtype == types.float32 else ir.IntType(16)
+    return builder.gep(builder.bitcast(row_pointer(builder, array, row), llvm_element.as_pointer()), [column])
 
 
 @intrinsic
@@ -153,15 +150,14 @@ def tile_blocks_int16(typingctx, q, scales, xq, o, t, blocks):
                                                                      types.intp)
 
     def codegen(context, builder, sig, args):
-        i16, i32, f32 = ir.IntType(16), ir.IntType(32), ir.FloatType()
+        i32, f32 = ir.IntType(32), ir.FloatType()
         q_array, s_array, x_array = (context.make_array(t)(context, builder, v)
                                      for t, v in zip(sig.args[:3], args[:3]))
         o, t, n = args[3], args[4], args[5]
         c = lambda v: ir.Constant(n.type, v)  # noqa: E731
         rows = [(row_pointer(builder, q_array, builder.add(o, c(r))),
                  row_pointer(builder, s_array, builder.add(o, c(r)))) for r in range(n_rows)]
-        xs = [builder.bitcast(row_pointer(builder, x_array, builder.add(t, c(p))), i16.as_pointer())
-              for p in range(POSITIONS)]
+        xs = [_element_pointer(builder, x_array, sig.args[2], builder.add(t, c(p)), c(0)) for p in range(POSITIONS)]
         vec = _vector(f32, INT_LANES)
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
                                              f"llvm.fma.v{INT_LANES}f32")
@@ -215,8 +211,8 @@ def dots_3x4(typingctx, w, x, r, t, n):
     """For j < 3 and p < 4, in that order (j-major): the sum over i < n of w[r + j, i] *
     x[t + p, i], float32s: w float32 or bfloat16 bits (uint16, widened exactly), x
     float32, both 2-D with contiguous rows. 8 lanes of each sum per step, 12 sums in
-    registers (numba's loop over 12 reductions spilled them with AVX2 code,
-    dev/matmul/prefill.py), the last n % 8 values one at a time."""
+    registers (numba's loop over 12 reductions spilled them with AVX2 code: dev/README.md,
+    matmul/prefill.py), the last n % 8 values one at a time."""
     if not (isinstance(w, types.Array) and w.ndim == 2 and w.layout == "C" and w.dtype in (types.float32, types.uint16)
             and isinstance(x, types.Array) and x.ndim == 2 and x.layout == "C" and x.dtype == types.float32
             and all(isinstance(a, types.Integer) for a in (r, t, n))):
