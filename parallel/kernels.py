@@ -214,13 +214,14 @@ TILE_CHANNELS = 4 if target_has_32_vector_registers() else 3
 
 @jit
 def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K, CH=TILE_CHANNELS):
-    # Tiles of CH output channels x 4 positions (_tile_4x4, _tile_2x4), where each weight
-    # value loaded serves 4 positions and each input value CH channels, and the worker's
-    # channels taken OB at a time, each block swept by every 4 positions (their inputs
-    # stay in L1 while the block's weights come from L2): about twice the rate of tiles
-    # that swept every position per pair of channels (dev/matmul/prefill.py). Below 4
-    # positions (decoding, T = 1) one dot product at a time reads the weights fastest
-    # (dev/matmul/matvec.py).
+    # Tiles of CH output channels x 4 positions (_tile_4x4, _tile_3x4, _tile_2x4), where
+    # each weight value loaded serves 4 positions and each input value CH channels, and
+    # the worker's channels taken OB at a time, each block swept by every 4 positions
+    # (their inputs stay in L1 while the block's weights come from L2): about twice the
+    # rate of tiles that swept every position per pair of channels (dev/matmul/prefill.py);
+    # the last T % 4 positions as _tiled_positions says. Below 4 positions (decoding, T =
+    # 1) one dot product at a time reads the weights fastest (dev/matmul/matvec.py); tiles
+    # of 2 or 3 positions in registers gained nothing there (dev/README.md).
     for w in prange(K):
         lo, hi = chunk(OC, K, w)
         if T < 4:
@@ -229,13 +230,14 @@ def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K, CH=TILE_CHANNELS):
                     _dot_rows(out, inp, weight, bias, b, o, o, 0, T, C)
             continue
         tiles_end = lo + (hi - lo) // CH * CH
-        T4 = T // 4 * 4
+        tiled = _tiled_positions(T)
         scratch = scratch_for(weight, OB)  # int4's rows, decoded a block at a time
         for b in range(B):
             for ob in range(lo, tiles_end, OB // CH * CH):  # whole tiles a block
                 oe = min(ob + OB // CH * CH, tiles_end)
                 rows, first = rows_for_tiles(weight, ob, oe, scratch)
-                for t in range(0, T4, 4):
+                for t4 in range(0, tiled, 4):
+                    t = min(t4, T - 4)  # the last tile may overlap the one before
                     for o in range(ob, oe, CH):
                         if CH == 4:
                             _tile_4x4(out, inp, rows, bias, b, o, o - first, t, C)
@@ -243,11 +245,20 @@ def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K, CH=TILE_CHANNELS):
                             _tile_3x4(out, inp, rows, bias, b, o, o - first, t, C)
                         else:
                             _tile_2x4(out, inp, rows, bias, b, o, o - first, t, C)
-                # the block's last T % 4 positions, while its rows are in L2
-                for o in range(ob, oe):
-                    _dot_rows(out, inp, rows, bias, b, o, o - first, T4, T, C)
+                for o in range(ob, oe):  # a last position left over, while the block's rows are in L2
+                    _dot_rows(out, inp, rows, bias, b, o, o - first, tiled, T, C)
             for o in range(tiles_end, hi):  # the last (hi - lo) % CH channels: every position
                 _dot_rows(out, inp, weight, bias, b, o, o, 0, T, C)
+
+
+@njit(cache=True, inline="always")
+def _tiled_positions(T):
+    """How many of T >= 4 positions the matmuls' tiles of 4 compute: all of them where the
+    last T % 4 are 2 or 3, their tile overlapping the one before (its positions computed
+    again, stored again: the same sums), faster than 2 or 3 dot products one at a time;
+    a last position left over takes its dot products, faster than a tile of 4 for one
+    (dev/matmul/few_positions.py)."""
+    return T if T % 4 >= 2 else T // 4 * 4
 
 
 def _bias_at(bias, j):
@@ -426,26 +437,29 @@ def _matmul_quantized(out, xq, row_scale, q, scales, bias, B, T, C, OC, K):
     dequantized (q, scales).T + bias, int8 or int4, for T >= 4 (prefill): tiles of R =
     tile_rows(q) channels x 4 positions in registers (tile.tile_blocks_int16), each times
     its position's scale; the worker's channels taken OB at a time and each block swept
-    by every 4 positions, as _matmul_forward's tiles are. The last T % 4 positions and
-    (hi - lo) % R channels: two channels at a time (_dot_pairs)."""
+    by every 4 positions (the last T % 4 as _tiled_positions says), as _matmul_forward's
+    tiles are. The last (hi - lo) % R channels: two channels at a
+    time (_dot_pairs). Below 4 positions, _matvec_quantized (a tile of 4 whose extra
+    positions were zeros was slower at T = 2: dev/README.md)."""
     blocks = C // QBLOCK
     R = tile_rows(q)
     for w in prange(K):
         lo, hi = chunk(OC, K, w)
         tiles_end = lo + (hi - lo) // R * R
-        T4 = T // 4 * 4
+        tiled = _tiled_positions(T)
         for b in range(B):
             positions = xq[b]
             for ob in range(lo, tiles_end, OB):
                 oe = min(ob + OB, tiles_end)
-                for t in range(0, T4, 4):
+                for t4 in range(0, tiled, 4):
+                    t = min(t4, T - 4)  # the last tile may overlap the one before
                     for o in range(ob, oe, R):
                         sums = tile_blocks_int16(q, scales, positions, o, t, blocks)
                         for r in range(R):
                             b0 = _bias_at(bias, o + r)
                             for p in range(4):
                                 out[b, t + p, o + r] = stored(out, sums[r * 4 + p] * row_scale[b, t + p] + b0)
-                for t in range(T4, T):  # the block's last T % 4 positions, while its rows are in L2
+                for t in range(tiled, T):  # a last position left over, while the block's rows are in L2
                     _dot_pairs(out, xq, row_scale, q, scales, bias, b, t, ob, oe, blocks)
             for t in range(T):
                 _dot_pairs(out, xq, row_scale, q, scales, bias, b, t, tiles_end, hi, blocks)

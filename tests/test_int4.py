@@ -101,7 +101,8 @@ def test_int4_weights_compute_with_their_dequantized_values(backend, B, T, C):
 
 
 @pytest.mark.parametrize("channels", [2, 3, 4])
-@pytest.mark.parametrize("B,T,C,OC", [(1, 4, 20, 7), (1, 9, 36, 131), (2, 66, 40, 250), (1, 17, 64, 130)])
+@pytest.mark.parametrize("B,T,C,OC", [(1, 4, 20, 7), (1, 9, 36, 131), (2, 66, 40, 250), (1, 17, 64, 130),
+                                    (1, 7, 36, 131)])
 def test_both_prefill_tiles_read_int4_rows_decoded(channels, B, T, C, OC):
     from gptpy.parallel.kernels import _matmul_forward
     rng = np.random.default_rng(channels + OC)

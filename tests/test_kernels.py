@@ -86,7 +86,8 @@ def test_matmul_forward(kernels, B, T, C, NH, with_bias):
 @pytest.mark.parametrize("with_bias", [True, False])
 @pytest.mark.parametrize("channels", [2, 3, 4])
 @pytest.mark.parametrize("dtype", ["fp32", "bf16", "int8"])
-@pytest.mark.parametrize("B,T,C,OC", [(1, 4, 20, 7), (1, 9, 36, 131), (2, 66, 40, 250), (1, 17, 64, 130)])
+@pytest.mark.parametrize("B,T,C,OC", [(1, 4, 20, 7), (1, 9, 36, 131), (2, 66, 40, 250), (1, 17, 64, 130),
+                                    (1, 7, 20, 11), (2, 6, 36, 50)])  # T % 4: 0, 1, 2, 1, 3, 2
 def test_both_prefill_tiles_give_the_product(channels, dtype, B, T, C, OC, with_bias):
     """The parallel matmul's tiles of 2, 3 and 4 channels (3 AVX2's, 4 AVX-512's, chosen
     by the target: parallel.kernels.TILE_CHANNELS), each with its tails, with a bias and
@@ -392,7 +393,8 @@ def int16_rounded(x):
 @pytest.mark.parametrize("dtype", ["int8", "int4"])
 @pytest.mark.parametrize("B,C,T", [(1, 768, 1), (1, 3072, 1), (1, 64, 3), (1, 32, 1), (1, 96, 2), (1, 160, 1),
                                    (1, 1600, 1),  # decoding (T < 4); blocks: 4k, 1, 2, 3, 5, 50
-                                   (1, 768, 64), (1, 96, 9), (2, 160, 6), (1, 32, 4), (2, 3072, 5)])  # prefill
+                                   (1, 768, 64), (1, 96, 9), (2, 160, 6), (1, 32, 4), (2, 3072, 5),
+                                   (2, 96, 7)])  # prefill: T % 4 = 0, 1, 2, 0, 1, 3
 def test_the_integer_products_move_the_results_by_the_int16_rounding_only(dtype, B, C, T):
     """int8 and int4, decoding's matvec (weights.dot_blocks_int16) and prefill's tiles
     (parallel.tile.tile_blocks_int16, with their last positions and channels), against

@@ -1,0 +1,77 @@
+"""The matmul at a few positions (T = 4 to 9: a short prompt, the gpt.c job's recompute
+steps): are the last T % 4 positions faster as a tile that overlaps the one before
+(matmul_forward: its positions computed again, stored again) than as one dot product
+at a time (the loop it replaced)? On a step's matmuls: every layer's four and the LM
+head, the weights streamed from memory as in a forward pass. Interleaved, medians; GB/s
+of weights read.
+
+    python dev/matmul/few_positions.py [--model M] [--threads K] [--dtype fp32|bf16]
+"""
+import statistics
+import time
+
+import numpy as np
+from numba import njit, prange
+
+import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
+import devargs
+from gptpy.checkpoint import load_checkpoint
+from gptpy.parallel.kernels import OB, TILE_CHANNELS, _dot_rows, _tile_2x4, _tile_3x4, _tile_4x4, chunk
+
+args = devargs.parse(__doc__, [("--dtype", dict(default="fp32", choices=("fp32", "bf16")))])
+K = args.threads
+
+
+@njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
+def one_dot_at_a_time(out, inp, weight, bias, B, T, C, OC, K, CH=TILE_CHANNELS):
+    """matmul_forward before: the last T % 4 positions one dot product at a time."""
+    for w in prange(K):
+        lo, hi = chunk(OC, K, w)
+        tiles_end = lo + (hi - lo) // CH * CH
+        T4 = T // 4 * 4
+        for b in range(B):
+            for ob in range(lo, tiles_end, OB // CH * CH):
+                oe = min(ob + OB // CH * CH, tiles_end)
+                for t in range(0, T4, 4):
+                    for o in range(ob, oe, CH):
+                        if CH == 4:
+                            _tile_4x4(out, inp, weight, bias, b, o, o, t, C)
+                        elif CH == 3:
+                            _tile_3x4(out, inp, weight, bias, b, o, o, t, C)
+                        else:
+                            _tile_2x4(out, inp, weight, bias, b, o, o, t, C)
+                for o in range(ob, oe):
+                    _dot_rows(out, inp, weight, bias, b, o, o, T4, T, C)
+            for o in range(tiles_end, hi):
+                _dot_rows(out, inp, weight, bias, b, o, o, 0, T, C)
+
+
+ckpt = load_checkpoint(args.model, args.dtype)
+p, config = ckpt.params, ckpt.config
+C, L, Vp = config.channels, config.num_layers, config.padded_vocab_size
+shapes = [(p[name][l], p[name.replace("w", "b")][l], c, oc) for l in range(L)
+          for name, c, oc in (("qkvw", C, 3 * C), ("attprojw", C, C), ("fcw", C, 4 * C), ("fcprojw", 4 * C, C))]
+shapes.append((p["wte"], None, C, Vp))
+nbytes = sum(w.nbytes for w, _, _, _ in shapes)
+rng = np.random.default_rng(0)
+variants = {"one dot at a time": lambda *a: one_dot_at_a_time(*a, K), "matmul_forward": args.kernels.matmul_forward}
+print(f"{args.dtype}, K = {K}, {nbytes / 1e6:.0f} MB of weights a step; GB/s (ms)")
+for T in range(4, 10):
+    inputs = {c: rng.standard_normal((1, T, c), dtype=np.float32) for c in (C, 4 * C)}
+    outs = {oc: np.empty((1, T, oc), np.float32) for oc in (C, 3 * C, 4 * C, Vp)}
+    results = {}
+    for name, f in variants.items():
+        for w, b, c, oc in shapes:
+            f(outs[oc], inputs[c], w, b, 1, T, c, oc)
+        results[name] = outs[Vp].copy()
+    assert np.allclose(results["matmul_forward"], results["one dot at a time"], rtol=1e-4, atol=1e-4)
+    times = {name: [] for name in variants}
+    for _ in range(11):
+        for name, f in variants.items():
+            start = time.perf_counter()
+            for w, b, c, oc in shapes:
+                f(outs[oc], inputs[c], w, b, 1, T, c, oc)
+            times[name].append(time.perf_counter() - start)
+    cells = [f"{name} {nbytes / statistics.median(t) / 1e9:5.1f} ({1e3 * statistics.median(t):5.2f})"
+             for name, t in times.items()]
+    print(f"T = {T}: " + "   ".join(cells), flush=True)
