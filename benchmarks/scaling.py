@@ -12,8 +12,9 @@ Each K runs in its own process: numba fixes its pool's maximum size at import
 (NUMBA_NUM_THREADS), so the oversubscribed point needs a fresh interpreter. Prints a
 table, checks that every K printed the same tokens as serial, and plots speed-up vs K.
 Each K also measures the memory read bandwidth its workers get (what decode, and the
-recompute job's short steps, scale with) and the cores' float32 FMA throughput with K
-workers (benchmarks/fma.py: the ceiling of compute-bound scaling), beside the speed-ups.
+recompute job's short steps, scale with; beside it the rate at which the recompute job
+read its weights) and the cores' float32 FMA throughput with K workers
+(benchmarks/fma.py: the ceiling of compute-bound scaling), beside the speed-ups.
 
     python benchmarks/scaling.py [--model random_124M.bin] [--threads 1,2,4] [--plot scaling.png]
 """
@@ -42,12 +43,20 @@ def median_seconds(fn, rounds):
     return statistics.median(times)
 
 
+def weight_bytes(weight):
+    """The bytes of a weight as the forward pass reads it: an array, a (q, scales) tuple
+    or a stack of them (weights.QuantizedStack)."""
+    if hasattr(weight, "nbytes"):
+        return weight.nbytes
+    return sum(weight_bytes(part) for part in (weight if isinstance(weight, tuple) else (weight.q, weight.scales)))
+
+
 def worker(backend, threads, model_path, prompt, rounds, dtype=None):
     """One process's measurements: {workload: median seconds, "tokens": {...}}."""
     import numpy as np
 
     from gptpy import backends
-    from gptpy.checkpoint import load_checkpoint, num_parameters
+    from gptpy.checkpoint import MATMUL_WEIGHTS, load_checkpoint, num_parameters
     from gptpy.model import Activations, generate, gpt2_forward
     from fma import fma_rate
     from membw import read_bandwidth
@@ -59,6 +68,8 @@ def worker(backend, threads, model_path, prompt, rounds, dtype=None):
     result = {"tokens": {"recompute": list(map(int, generate(kernels, ckpt, prompt, n, recompute=True))),
                          "cache": list(map(int, generate(kernels, ckpt, prompt, n, recompute=False)))}}
     result["recompute"] = median_seconds(lambda: list(generate(kernels, ckpt, prompt, n, recompute=True)), rounds)
+    # what the recompute job reads: every matmul weight once a step, n - len(prompt) steps
+    result["recompute_bytes"] = (n - len(prompt)) * sum(weight_bytes(params[name]) for name in MATMUL_WEIGHTS)
 
     T = min(64, config.max_seq_len)
     acts = Activations(config, 1, T)
@@ -106,11 +117,12 @@ def table(results, thread_counts):
     base, serial = results[thread_counts[0]], results["serial"]
     cores = os.cpu_count()
     lines = [f"{'K':>6} " + "".join(f"| {w + ' ms':>13} {'vs K=1':>7} {'vs serial':>9} " for w in WORKLOADS)
-             + "|   read bandwidth | FMA GFLOP/s  vs K=1"]
+             + "|   read bandwidth | recompute reads | FMA GFLOP/s  vs K=1"]
     for K in thread_counts:
         r = results[K]
         cells = "".join(f"| {1e3 * r[w]:>13.1f} {base[w] / r[w]:>6.2f}x {serial[w] / r[w]:>8.1f}x " for w in WORKLOADS)
-        lines.append(f"{K:>6} {cells}| {r['bandwidth'] / 1e9:>6.1f} GB/s      | {r['fma'] / 1e9:>11.0f} "
+        lines.append(f"{K:>6} {cells}| {r['bandwidth'] / 1e9:>6.1f} GB/s      | "
+                     f"{r['recompute_bytes'] / r['recompute'] / 1e9:>10.1f} GB/s | {r['fma'] / 1e9:>11.0f} "
                      f"{r['fma'] / base['fma']:>5.2f}x" + ("  (oversubscribed)" if K > cores else ""))
     lines.append("serial " + "".join(f"| {1e3 * serial[w]:>13.1f} {'':>17} " for w in WORKLOADS))
     same = all(results[K]["tokens"] == serial["tokens"] for K in thread_counts)

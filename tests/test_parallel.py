@@ -63,12 +63,17 @@ def test_scaling_machinery_in_small(make_model, tmp_path):
     import scaling
 
     plot, lines = tmp_path / "scaling.png", []
-    results = scaling.scaling(make_model(VOCAB_50257, confident=True), POOL_SIZES, [31373, 612],
-                              rounds=1, plot=plot, log=lines.append)
+    model = make_model(VOCAB_50257, confident=True)
+    results = scaling.scaling(model, POOL_SIZES, [31373, 612], rounds=1, plot=plot, log=lines.append)
+    config = load_checkpoint(model).config
+    C, Vp = config.channels, config.padded_vocab_size
+    matmul_bytes = 4 * (Vp * C + config.num_layers * 12 * C * C)  # float32: the LM head, each layer's four
     for K in POOL_SIZES:
         assert results[K]["tokens"] == results["serial"]["tokens"]
         assert all(results[K][w] > 0 for w in scaling.WORKLOADS) and results[K]["fma"] > 0
+        assert results[K]["recompute_bytes"] == 8 * matmul_bytes  # 8 steps, each reading every matmul weight
     assert "tokens: identical for every K" in lines[-2] and "FMA GFLOP/s  vs K=1" in lines[-2]
+    assert "recompute reads" in lines[-2]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["scaling.png"]
 
