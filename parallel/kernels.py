@@ -241,12 +241,7 @@ def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K, CH=TILE_CHANNELS):
                 for t4 in range(0, tiled, 4):
                     t = min(t4, T - 4)  # the last tile may overlap the one before
                     for o in range(ob, oe, CH):
-                        if CH == 4:
-                            _tile_4x4(out, inp, rows, bias, b, o, o - first, t, C)
-                        elif CH == 3:
-                            _tile_3x4(out, inp, rows, bias, b, o, o - first, t, C)
-                        else:
-                            _tile_2x4(out, inp, rows, bias, b, o, o - first, t, C)
+                        _tile_x4(out, inp, rows, bias, b, o, o - first, t, C, CH)
                 for o in range(ob, oe):  # a last position left over, while the block's rows are in L2
                     _dot_rows(out, inp, rows, bias, b, o, o - first, tiled, T, C)
             for o in range(tiles_end, hi):  # the last (hi - lo) % CH channels: every position
@@ -296,6 +291,17 @@ def _bias_at_typed(bias, j):
     if isinstance(bias, types.NoneType):
         return lambda bias, j: np.float32(0.0)
     return lambda bias, j: bias[j]
+
+
+@njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+def _tile_x4(out, inp, weight, bias, b, o, r, t, C, CH):
+    """out[b, t:t+4, o:o+CH], CH = 2, 3 or 4: _tile_2x4, _tile_3x4 or _tile_4x4."""
+    if CH == 4:
+        _tile_4x4(out, inp, weight, bias, b, o, r, t, C)
+    elif CH == 3:
+        _tile_3x4(out, inp, weight, bias, b, o, r, t, C)
+    else:
+        _tile_2x4(out, inp, weight, bias, b, o, r, t, C)
 
 
 @njit(cache=True, fastmath=True, error_model="numpy", inline="always")

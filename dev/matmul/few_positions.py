@@ -18,7 +18,7 @@ from numba import njit, prange
 import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 from gptpy.checkpoint import load_checkpoint
-from gptpy.parallel.kernels import OB, TILE_CHANNELS, _dot_rows, _tile_2x4, _tile_3x4, _tile_4x4, _tiled_positions, chunk
+from gptpy.parallel.kernels import OB, TILE_CHANNELS, _dot_rows, _tile_x4, _tiled_positions, chunk
 
 args = devargs.parse(__doc__, [("--dtype", dict(default="fp32", choices=("fp32", "bf16")))])
 K = args.threads
@@ -37,12 +37,7 @@ def before(out, inp, weight, bias, B, T, C, OC, K, CH=TILE_CHANNELS):
                 oe = min(ob + OB // CH * CH, tiles_end)
                 for t in range(0, T4, 4):
                     for o in range(ob, oe, CH):
-                        if CH == 4:
-                            _tile_4x4(out, inp, weight, bias, b, o, o, t, C)
-                        elif CH == 3:
-                            _tile_3x4(out, inp, weight, bias, b, o, o, t, C)
-                        else:
-                            _tile_2x4(out, inp, weight, bias, b, o, o, t, C)
+                        _tile_x4(out, inp, weight, bias, b, o, o, t, C, CH)
                 for o in range(ob, oe):
                     _dot_rows(out, inp, weight, bias, b, o, o, T4, T, C)
             for o in range(tiles_end, hi):
@@ -63,12 +58,7 @@ def without_reading_in_order(out, inp, weight, bias, B, T, C, OC, K, CH=TILE_CHA
                 for t4 in range(0, tiled, 4):
                     t = min(t4, T - 4)
                     for o in range(ob, oe, CH):
-                        if CH == 4:
-                            _tile_4x4(out, inp, weight, bias, b, o, o, t, C)
-                        elif CH == 3:
-                            _tile_3x4(out, inp, weight, bias, b, o, o, t, C)
-                        else:
-                            _tile_2x4(out, inp, weight, bias, b, o, o, t, C)
+                        _tile_x4(out, inp, weight, bias, b, o, o, t, C, CH)
                 for o in range(ob, oe):
                     _dot_rows(out, inp, weight, bias, b, o, o, tiled, T, C)
             for o in range(tiles_end, hi):

@@ -15,7 +15,7 @@ from numba import njit, prange
 
 import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
-from gptpy.parallel.kernels import _tile_2x4, _tile_3x4, _tile_4x4, chunk
+from gptpy.parallel.kernels import _tile_x4, chunk
 
 args = devargs.parse(__doc__)
 K = args.threads
@@ -25,19 +25,14 @@ jit = njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
 @jit
 def blocked(out, inp, weight, bias, B, T, C, OC, K, OB, CH):
     """Blocks of OB channels, then every 4 positions, then the block's tiles of CH
-    channels: _tile_2x4, _tile_3x4 (AVX2's) or _tile_4x4 (AVX-512's)."""
+    channels (_tile_x4: 2 x 4, 3 x 4 AVX2's, or 4 x 4 AVX-512's)."""
     for w in prange(K):
         lo, hi = chunk(OC, K, w)
         for b in range(B):
             for ob in range(lo, hi, OB):
                 for t in range(0, T // 4 * 4, 4):
                     for o in range(ob, min(ob + OB, hi) - CH + 1, CH):
-                        if CH == 2:
-                            _tile_2x4(out, inp, weight, bias, b, o, o, t, C)
-                        elif CH == 3:
-                            _tile_3x4(out, inp, weight, bias, b, o, o, t, C)
-                        else:
-                            _tile_4x4(out, inp, weight, bias, b, o, o, t, C)
+                        _tile_x4(out, inp, weight, bias, b, o, o, t, C, CH)
 
 
 rng = np.random.default_rng(0)
