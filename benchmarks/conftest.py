@@ -36,12 +36,17 @@ def record(benchmark):
     return keep
 
 
+def matmul_values(config):
+    """How many values the matmul weights (checkpoint.MATMUL_WEIGHTS) hold."""
+    return sum(math.prod(shape) for name, shape in checkpoint.parameter_table(config)
+               if name in checkpoint.MATMUL_WEIGHTS)
+
+
 def weight_bytes(config, dtype="fp32"):
     """Bytes decoding reads per token: every parameter, the matmul weights in `dtype`
     (dtypes.BYTES_PER_VALUE: int8 a byte per value and a float32 scale per QBLOCK values,
     int4 half a byte and a bfloat16 scale)."""
-    matmul = sum(math.prod(shape) for name, shape in checkpoint.parameter_table(config)
-                 if name in checkpoint.MATMUL_WEIGHTS)
+    matmul = matmul_values(config)
     return checkpoint.num_parameters(config) * 4 - matmul * (4 - dtypes.BYTES_PER_VALUE[dtype])
 
 

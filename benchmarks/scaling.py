@@ -43,20 +43,14 @@ def median_seconds(fn, rounds):
     return statistics.median(times)
 
 
-def weight_bytes(weight):
-    """The bytes of a weight as the forward pass reads it: an array, a (q, scales) tuple
-    or a stack of them (weights.QuantizedStack)."""
-    if hasattr(weight, "nbytes"):
-        return weight.nbytes
-    return sum(weight_bytes(part) for part in (weight if isinstance(weight, tuple) else (weight.q, weight.scales)))
-
-
 def worker(backend, threads, model_path, prompt, rounds, dtype=None):
     """One process's measurements: {workload: median seconds, "tokens": {...}}."""
     import numpy as np
 
     from gptpy import backends
-    from gptpy.checkpoint import MATMUL_WEIGHTS, load_checkpoint, num_parameters
+    from gptpy.checkpoint import load_checkpoint, num_parameters
+    from gptpy.dtypes import BYTES_PER_VALUE
+    from conftest import matmul_values
     from gptpy.model import Activations, generate, gpt2_forward
     from fma import fma_rate
     from membw import read_bandwidth
@@ -69,7 +63,7 @@ def worker(backend, threads, model_path, prompt, rounds, dtype=None):
                          "cache": list(map(int, generate(kernels, ckpt, prompt, n, recompute=False)))}}
     result["recompute"] = median_seconds(lambda: list(generate(kernels, ckpt, prompt, n, recompute=True)), rounds)
     # what the recompute job reads: every matmul weight once a step, n - len(prompt) steps
-    result["recompute_bytes"] = (n - len(prompt)) * sum(weight_bytes(params[name]) for name in MATMUL_WEIGHTS)
+    result["recompute_bytes"] = (n - len(prompt)) * matmul_values(config) * BYTES_PER_VALUE[ckpt.dtype]
 
     T = min(64, config.max_seq_len)
     acts = Activations(config, 1, T)

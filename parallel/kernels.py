@@ -222,14 +222,16 @@ def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K, CH=TILE_CHANNELS):
     # the last T % 4 positions as _tiled_positions says. Below 4 positions (decoding, T =
     # 1) one dot product at a time reads the weights fastest (dev/matmul/matvec.py); tiles
     # of 2 or 3 positions in registers gained nothing there (dev/README.md).
-    sink = np.zeros(K, np.float32)  # _read_in_order's sums: stored, so that they are computed
-    for w in prange(K):
-        lo, hi = chunk(OC, K, w)
-        if T < 4:
+    if T < 4:
+        for w in prange(K):
+            lo, hi = chunk(OC, K, w)
             for b in range(B):
                 for o in range(lo, hi):
                     _dot_rows(out, inp, weight, bias, b, o, o, 0, T, C)
-            continue
+        return
+    sink = np.zeros(K, np.float32)  # _read_in_order's sums: stored, so that they are computed
+    for w in prange(K):
+        lo, hi = chunk(OC, K, w)
         tiles_end = lo + (hi - lo) // CH * CH
         tiled = _tiled_positions(T)
         scratch = scratch_for(weight, OB)  # int4's rows, decoded a block at a time

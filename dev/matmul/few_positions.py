@@ -25,38 +25,19 @@ K = args.threads
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
-def before(out, inp, weight, bias, B, T, C, OC, K, CH=TILE_CHANNELS):
-    """matmul_forward before: the last T % 4 positions one dot product at a time, each
-    block's rows read from memory by the tiles."""
-    for w in prange(K):
-        lo, hi = chunk(OC, K, w)
-        tiles_end = lo + (hi - lo) // CH * CH
-        T4 = T // 4 * 4
-        for b in range(B):
-            for ob in range(lo, tiles_end, OB // CH * CH):
-                oe = min(ob + OB // CH * CH, tiles_end)
-                for t in range(0, T4, 4):
-                    for o in range(ob, oe, CH):
-                        _tile_x4(out, inp, weight, bias, b, o, o, t, C, CH)
-                for o in range(ob, oe):
-                    _dot_rows(out, inp, weight, bias, b, o, o, T4, T, C)
-            for o in range(tiles_end, hi):
-                _dot_rows(out, inp, weight, bias, b, o, o, 0, T, C)
-
-
-@njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
-def without_reading_in_order(out, inp, weight, bias, B, T, C, OC, K, CH=TILE_CHANNELS):
+def without_reading_in_order(out, inp, weight, bias, B, T, C, OC, K, overlap, CH=TILE_CHANNELS):
     """matmul_forward without _read_in_order: each block's rows come from memory as the
-    tiles read them, CH rows at once."""
+    tiles read them, CH rows at once; with `overlap` False, as before both changes (the
+    last T % 4 positions one dot product at a time)."""
     for w in prange(K):
         lo, hi = chunk(OC, K, w)
         tiles_end = lo + (hi - lo) // CH * CH
-        tiled = _tiled_positions(T)
+        tiled = _tiled_positions(T) if overlap else T // 4 * 4
         for b in range(B):
             for ob in range(lo, tiles_end, OB // CH * CH):
                 oe = min(ob + OB // CH * CH, tiles_end)
                 for t4 in range(0, tiled, 4):
-                    t = min(t4, T - 4)
+                    t = min(t4, T - 4)  # below T - 4 unless the last tile overlaps
                     for o in range(ob, oe, CH):
                         _tile_x4(out, inp, weight, bias, b, o, o, t, C, CH)
                 for o in range(ob, oe):
@@ -73,8 +54,8 @@ shapes = [(p[name][l], p[name.replace("w", "b")][l], c, oc) for l in range(L)
 shapes.append((p["wte"], None, C, Vp))
 nbytes = sum(w.nbytes for w, _, _, _ in shapes)
 rng = np.random.default_rng(0)
-variants = {"before": lambda *a: before(*a, K), "matmul_forward": args.kernels.matmul_forward,
-            "without reading in order": lambda *a: without_reading_in_order(*a, K)}
+variants = {"before": lambda *a: without_reading_in_order(*a, K, False), "matmul_forward": args.kernels.matmul_forward,
+            "without reading in order": lambda *a: without_reading_in_order(*a, K, True)}
 print(f"{args.dtype}, K = {K}, {nbytes / 1e6:.0f} MB of weights a step; GB/s (ms)")
 for T in (4, 5, 6, 7, 9, 16, 64):
     inputs = {c: rng.standard_normal((1, T, c), dtype=np.float32) for c in (C, 4 * C)}
