@@ -27,16 +27,25 @@ def _read(a, K):
 
 
 def read_bandwidth(nbytes=640 << 20, rounds=9):
-    """Median bytes per second of `rounds` full reads of a fresh nbytes array. The array
-    holds ones (zeros would map the kernel's one shared zero page, read from cache), and
-    each read's sum is checked: a read that skipped part of the array fails."""
-    a = np.ones((nbytes // 4096, 1024), dtype=np.float32)
-    _read(a, get_num_threads())  # compile or load, and fault the pages in
-    seconds = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        total = _read(a, get_num_threads())
-        seconds.append(time.perf_counter() - start)
-        if total != a.size:
-            raise AssertionError(f"the read summed {total} ones of {a.size}: it did not read the whole array")
-    return a.nbytes / float(np.median(seconds))
+    """Median bytes per second of `rounds` full reads of a fresh nbytes array, with as many
+    workers as numba's current thread count."""
+    a = ones(nbytes)
+    read_seconds(a)  # compile or load, and fault the pages in
+    return a.nbytes / float(np.median([read_seconds(a) for _ in range(rounds)]))
+
+
+def ones(nbytes):
+    """An array of about nbytes for read_seconds: ones (zeros would map the kernel's one
+    shared zero page, read from cache)."""
+    return np.ones((nbytes // 4096, 1024), dtype=np.float32)
+
+
+def read_seconds(a):
+    """Seconds of one full read of `a` (ones()) by numba's current thread count; the sum
+    is checked: a read that skipped part of the array fails."""
+    start = time.perf_counter()
+    total = _read(a, get_num_threads())
+    seconds = time.perf_counter() - start
+    if total != a.size:
+        raise AssertionError(f"the read summed {total} ones of {a.size}: it did not read the whole array")
+    return seconds

@@ -56,22 +56,35 @@ def test_every_pool_size_prints_the_serial_backends_tokens_in_every_dtype(gpt, m
             assert result.stdout == expected.stdout, (K, mode, result.stderr)
 
 
+def test_scaling_speedup_is_the_median_of_each_rounds_ratio():
+    """A host that slows down in one round moves both sides of that round's ratio: the
+    speed-up is the median of the rounds' ratios, not a ratio of the medians (here 2x)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import scaling
+
+    assert scaling.speedup([1.0, 2.0, 3.0], [1.0, 1.0, 3.0]) == 1.0
+    assert scaling.speedup([2.0, 4.0, 9.0], [1.0, 2.0, 3.0]) == 2.0
+
+
 def test_scaling_machinery_in_small(make_model, tmp_path):
-    """benchmarks/scaling.py end to end on a tiny model: one process per K, the table,
-    the plot. Only what cannot flake is asserted: the tokens and the files."""
+    """benchmarks/scaling.py end to end on a tiny model: every K in one process, round by
+    round, the table, the plot. Only what cannot flake is asserted: the tokens, the
+    speed-ups' base and the files."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import scaling
 
     plot, lines = tmp_path / "scaling.png", []
     model = make_model(VOCAB_50257, confident=True)
-    results = scaling.scaling(model, POOL_SIZES, [31373, 612], rounds=1, plot=plot, log=lines.append)
+    results = scaling.scaling(model, POOL_SIZES, [31373, 612], rounds=2, plot=plot, log=lines.append)
     config = load_checkpoint(model).config
     C, Vp = config.channels, config.padded_vocab_size
     matmul_bytes = 4 * (Vp * C + config.num_layers * 12 * C * C)  # float32: the LM head, each layer's four
     for K in POOL_SIZES:
         assert results[K]["tokens"] == results["serial"]["tokens"]
         assert all(results[K][w] > 0 for w in scaling.WORKLOADS) and results[K]["fma"] > 0
+        assert all(results[K]["speedup"][w] > 0 for w in (*scaling.WORKLOADS, "fma"))
         assert results[K]["recompute_bytes"] == 8 * matmul_bytes  # 8 steps, each reading every matmul weight
+    assert all(results[POOL_SIZES[0]]["speedup"][w] == 1 for w in (*scaling.WORKLOADS, "fma"))  # each round's own ratio
     assert "tokens: identical for every K" in lines[-2] and "FMA GFLOP/s  vs K=1" in lines[-2]
     assert "recompute reads" in lines[-2]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
