@@ -17,6 +17,7 @@ Another: exponentials go through fast_exp, not math.exp (see there).
 
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 from numba import get_num_threads, njit, prange, types
@@ -198,12 +199,42 @@ def matmul_forward(out, inp, weight, bias, B, T, C, OC):
         row_scale = np.empty((B, T), np.float32)
         _round_positions(xq, row_scale, inp, q, B, T, _pool())
         if row_scale.min() > 0:  # no inf or NaN
-            _matmul_quantized(out, xq, row_scale, q, scales, bias, B, T, C, OC, _pool())
+            _matmul_quantized(out, xq, row_scale, q, scales, bias, B, T, C, OC, _pool(), block_rows(q.shape[1] * q.itemsize))
             return
-    _matmul_forward(out, inp, weight, bias, B, T, C, OC, _pool())
+    _matmul_forward(out, inp, weight, bias, B, T, C, OC, _pool(), block_rows(_tile_row_bytes(weight, C)))
 
 
-OB = 64  # output channels per block: their weight rows (196 KB at C = 768) stay in L2
+def l2_bytes():
+    """A core's L2 cache in bytes, as Linux reports it; 512 KB (Zen 3's) where it does not."""
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            if (index / "level").read_text().strip() == "2":
+                size = (index / "size").read_text().strip()
+                return int(size[:-1]) << {"K": 10, "M": 20}[size[-1]] if size[-1] in "KM" else int(size)
+        except (OSError, ValueError, IndexError):
+            break
+    return 512 << 10
+
+
+L2_BYTES = l2_bytes()
+MAX_BLOCK_ROWS = 64
+
+
+def _tile_row_bytes(weight, C):
+    """The bytes of a weight row as _matmul_forward's tiles read it: int8 as it is, int4
+    decoded to float32 (scratch_for), float32 and bfloat16 as they are."""
+    if isinstance(weight, tuple):
+        return C * (4 if weight[0].dtype == np.uint8 else 1)
+    return C * weight.itemsize
+
+
+def block_rows(row_bytes):
+    """Output channels per block of prefill's tiles (_matmul_forward, _matmul_quantized):
+    the block's weight rows stay in L2 while every 4 positions sweep them, beside the
+    positions' inputs, so they take at most a quarter of a core's L2, and at most 64 rows.
+    On a 1 MB L2 that is 64 rows for C = 768 and 20 for fcproj's float32 rows (C = 3072:
+    64 of them, 786 KB, were 10-19% slower: dev/matmul/prefill_scaling.py)."""
+    return max(4, min(MAX_BLOCK_ROWS, L2_BYTES // 4 // row_bytes) // 4 * 4)
 
 
 # Prefill's tile: 4 x 4 keeps 16 accumulators and 8 operands in registers where there
@@ -213,12 +244,13 @@ TILE_CHANNELS = 4 if target_has_32_vector_registers() else 3
 
 
 @jit
-def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K, CH=TILE_CHANNELS):
+def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K, OB, CH=TILE_CHANNELS):
     # Tiles of CH output channels x 4 positions (_tile_4x4, _tile_3x4, _tile_2x4), where
     # each weight value loaded serves 4 positions and each input value CH channels, and
-    # the worker's channels taken OB at a time, each block swept by every 4 positions
-    # (their inputs stay in L1 while the block's weights come from L2): about twice the
-    # rate of tiles that swept every position per pair of channels (dev/matmul/prefill.py);
+    # the worker's channels taken OB at a time (block_rows: sized from the L2), each block
+    # swept by every 4 positions (their inputs stay in L1 while the block's weights come
+    # from L2): about twice the rate of tiles that swept every position per pair of
+    # channels (dev/matmul/prefill.py);
     # the last T % 4 positions as _tiled_positions says. Below 4 positions (decoding, T =
     # 1) one dot product at a time reads the weights fastest (dev/matmul/matvec.py); tiles
     # of 2 or 3 positions in registers gained nothing there (dev/README.md).
@@ -466,7 +498,7 @@ def _matvec_quantized(out, inp, q, scales, bias, B, T, C, OC, K):
 
 
 @jit
-def _matmul_quantized(out, xq, row_scale, q, scales, bias, B, T, C, OC, K):
+def _matmul_quantized(out, xq, row_scale, q, scales, bias, B, T, C, OC, K, OB):
     """out (B,T,OC) = the rounded inputs xq (_round_positions, no inf or NaN) @
     dequantized (q, scales).T + bias, int8 or int4, for T >= 4 (prefill): tiles of R =
     tile_rows(q) channels x 4 positions in registers (tile.tile_blocks_int16), each times

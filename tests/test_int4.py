@@ -100,16 +100,17 @@ def test_int4_weights_compute_with_their_dequantized_values(backend, B, T, C):
     check_quantized(backend, (packed, scales), dequantize4(packed, scales, C), B, T, C, OC, rng)
 
 
+@pytest.mark.parametrize("rows", [4, 20, 64])  # a block: parallel.kernels.block_rows
 @pytest.mark.parametrize("channels", [2, 3, 4])
 @pytest.mark.parametrize("B,T,C,OC", [(1, 4, 20, 7), (1, 9, 36, 131), (2, 66, 40, 250), (1, 17, 64, 130),
                                     (1, 7, 36, 131)])
-def test_both_prefill_tiles_read_int4_rows_decoded(channels, B, T, C, OC):
+def test_both_prefill_tiles_read_int4_rows_decoded(rows, channels, B, T, C, OC):
     from gptpy.parallel.kernels import _matmul_forward
     rng = np.random.default_rng(channels + OC)
     packed, scales = quantize_int4(rand(rng, OC, C))
     inp, bias = rand(rng, B, T, C), rand(rng, OC)
     out = np.full((B, T, OC), np.nan, dtype=np.float32)
-    _matmul_forward(out, inp, (packed, scales), bias, B, T, C, OC, 2, channels)
+    _matmul_forward(out, inp, (packed, scales), bias, B, T, C, OC, 2, rows, channels)
     expected = inp.astype(np.float64) @ dequantize4(packed, scales, C).T.astype(np.float64) + bias
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(C))
 

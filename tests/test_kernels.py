@@ -84,11 +84,12 @@ def test_matmul_forward(kernels, B, T, C, NH, with_bias):
 
 
 @pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("rows", [4, 20, 64])  # a block: parallel.kernels.block_rows
 @pytest.mark.parametrize("channels", [2, 3, 4])
 @pytest.mark.parametrize("dtype", ["fp32", "bf16", "int8"])
 @pytest.mark.parametrize("B,T,C,OC", [(1, 4, 20, 7), (1, 9, 36, 131), (2, 66, 40, 250), (1, 17, 64, 130),
                                     (1, 7, 20, 11), (2, 6, 36, 50)])  # T % 4: 0, 1, 2, 1, 3, 2
-def test_both_prefill_tiles_give_the_product(channels, dtype, B, T, C, OC, with_bias):
+def test_both_prefill_tiles_give_the_product(rows, channels, dtype, B, T, C, OC, with_bias):
     """The parallel matmul's tiles of 2, 3 and 4 channels (3 AVX2's, 4 AVX-512's, chosen
     by the target: parallel.kernels.TILE_CHANNELS), each with its tails, with a bias and
     without (the LM head's), whatever this host."""
@@ -99,7 +100,7 @@ def test_both_prefill_tiles_give_the_product(channels, dtype, B, T, C, OC, with_
     values = {"fp32": w, "bf16": bf16_to_float32(float32_to_bf16(w)), "int8": dequantize(*quantize_int8(w))}[dtype]
     inp, bias = rand(rng, B, T, C), (rand(rng, OC) if with_bias else None)
     out = np.full((B, T, OC), np.nan, dtype=np.float32)
-    _matmul_forward(out, inp, weight, bias, B, T, C, OC, 2, channels)
+    _matmul_forward(out, inp, weight, bias, B, T, C, OC, 2, rows, channels)
     expected = inp.astype(np.float64) @ values.T.astype(np.float64) + (bias if with_bias else 0.0)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(C))
 
@@ -450,3 +451,19 @@ def check_quantized(backend, weight, values, B, T, C, OC, rng):
     kernels.encoder_forward(enc, tokens, weight, wpe, B, T, C)
     # fastmath (parallel) may fuse q * scale + wpe into one rounding
     np.testing.assert_allclose(enc, values[tokens] + wpe[:T], rtol=1e-6, atol=1e-6)
+
+
+def test_prefill_blocks_are_sized_from_the_l2(monkeypatch):
+    """A block's weight rows take at most a quarter of a core's L2 (at most 64 rows, at
+    least a tile's 4): on Zen 5's 1 MB, C = 768's float32 rows 64 at a time and fcproj's
+    (C = 3072) 20; on Zen 3's 512 KB, 40 and 8."""
+    from gptpy.parallel import kernels as parallel_kernels
+    assert parallel_kernels.l2_bytes() >= 64 << 10  # this host's, from Linux (or Zen 3's 512 KB)
+    monkeypatch.setattr(parallel_kernels, "L2_BYTES", 1 << 20)
+    assert [parallel_kernels.block_rows(4 * C) for C in (768, 3072)] == [64, 20]
+    assert parallel_kernels.block_rows(2 * 3072) == 40  # bfloat16
+    monkeypatch.setattr(parallel_kernels, "L2_BYTES", 512 << 10)
+    assert [parallel_kernels.block_rows(4 * C) for C in (768, 3072)] == [40, 8]
+    assert parallel_kernels.block_rows(1 << 30) == 4
+    assert parallel_kernels._tile_row_bytes(np.zeros((2, 768), np.float32), 768) == 3072
+    assert parallel_kernels._tile_row_bytes((np.zeros((2, 384), np.uint8), None), 768) == 3072  # int4: decoded rows

@@ -18,14 +18,14 @@ from numba import njit, prange
 import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 from gptpy.checkpoint import load_checkpoint
-from gptpy.parallel.kernels import OB, TILE_CHANNELS, _dot_rows, _tile_x4, _tiled_positions, chunk
+from gptpy.parallel.kernels import TILE_CHANNELS, _dot_rows, _tile_row_bytes, _tile_x4, _tiled_positions, block_rows, chunk
 
 args = devargs.parse(__doc__, [("--dtype", dict(default="fp32", choices=("fp32", "bf16")))])
 K = args.threads
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
-def without_reading_in_order(out, inp, weight, bias, B, T, C, OC, K, overlap, CH=TILE_CHANNELS):
+def without_reading_in_order(out, inp, weight, bias, B, T, C, OC, K, overlap, OB, CH=TILE_CHANNELS):
     """matmul_forward without _read_in_order: each block's rows come from memory as the
     tiles read them, CH rows at once; with `overlap` False, as before both changes (the
     last T % 4 positions one dot product at a time)."""
@@ -54,8 +54,10 @@ shapes = [(p[name][l], p[name.replace("w", "b")][l], c, oc) for l in range(L)
 shapes.append((p["wte"], None, C, Vp))
 nbytes = sum(w.nbytes for w, _, _, _ in shapes)
 rng = np.random.default_rng(0)
-variants = {"before": lambda *a: without_reading_in_order(*a, K, False), "matmul_forward": args.kernels.matmul_forward,
-            "without reading in order": lambda *a: without_reading_in_order(*a, K, True)}
+rows = lambda weight, C: block_rows(_tile_row_bytes(weight, C))  # noqa: E731  (matmul_forward's blocks)
+variants = {"before": lambda *a: without_reading_in_order(*a, K, False, rows(a[2], a[6])),
+            "matmul_forward": args.kernels.matmul_forward,
+            "without reading in order": lambda *a: without_reading_in_order(*a, K, True, rows(a[2], a[6]))}
 print(f"{args.dtype}, K = {K}, {nbytes / 1e6:.0f} MB of weights a step; GB/s (ms)")
 for T in (4, 5, 6, 7, 9, 16, 64):
     inputs = {c: rng.standard_normal((1, T, c), dtype=np.float32) for c in (C, 4 * C)}

@@ -20,7 +20,7 @@ import devargs
 
 args = devargs.parse(__doc__, [("--rounds", dict(type=int, default=7, help="timed rounds (default: 7)"))])
 
-from gptpy.parallel.kernels import OB, TILE_CHANNELS, _tile_2x4, _tile_4x4, chunk  # noqa: E402
+from gptpy.parallel.kernels import MAX_BLOCK_ROWS as OB, TILE_CHANNELS, _tile_2x4, _tile_4x4, chunk  # noqa: E402
 from gptpy.weights import quantize_int4, quantize_int8, rows_for_tiles, scratch_for  # noqa: E402
 from gptpy.dtypes import QBLOCK  # noqa: E402
 
