@@ -2,7 +2,8 @@
 round times, with 1 worker and then with K (the order reversed every other round),
 gpt.py's 64-token prefill (in this process, numba's pool resized between them), the
 recompute job (the gpt.c job) and the cores' FMA throughput (benchmarks/fma.py), and
-llama-bench's pp64 with -t 1 and -t K on the float32 GGUF of the same weights. Each
+llama-bench's pp64 with -t 1 and -t K on the float32 GGUF of the same weights; each
+program's rate the mean of 3 repetitions. Each
 speed-up is the median of the rounds' own ratios: on a shared host the speed of both
 programs moves by up to 1.5x from minute to minute, and a ratio of runs minutes apart
 (llama-bench -t 1,2 runs every repetition of one before the other) measures that.
@@ -39,6 +40,7 @@ from gptpy import checkpoint, model  # noqa: E402
 from gptpy.parallel import set_workers  # noqa: E402
 
 K, T = args.threads, 64
+REPS = 3  # each rate the mean of 3 repetitions, as llama-bench's -r 3
 ck = checkpoint.load_checkpoint(args.model, "fp32")
 cfg = ck.config
 acts = model.Activations(cfg, 1, T)
@@ -57,24 +59,31 @@ def seconds(f):
 
 
 def llama_pp64(k):
-    """llama-bench's pp64 tokens/s with k threads (the mean of 3 repetitions)."""
+    """llama-bench's pp64 tokens/s with k threads (the mean of REPS repetitions)."""
     done = subprocess.run([os.path.join(args.llama, args.build, "bin", "llama-bench"), "-m", gguf, "-t", str(k),
-                           "-p", str(T), "-n", "0", "-r", "3", "-o", "json"], check=True, capture_output=True, text=True)
+                           "-p", str(T), "-n", "0", "-r", str(REPS), "-o", "json"], check=True, capture_output=True, text=True)
     return json.loads(done.stdout)[0]["avg_ts"]
 
 
+def prefill_rate(k):
+    return REPS * T / seconds(lambda: [model.gpt2_forward(args.kernels, ck.params, cfg, acts, inputs, 1, T, 0, True)
+                                       for _ in range(REPS)])
+
+
+def recompute_rate(k):
+    return REPS / seconds(lambda: [list(model.generate(args.kernels, ck, [31373, 612], 10, True)) for _ in range(REPS)])
+
+
 MEASURES = {  # name: (the rate with k workers or threads, its unit, the factor it is printed with)
-    "gpt.py prefill": (lambda k: T / seconds(lambda: model.gpt2_forward(args.kernels, ck.params, cfg, acts, inputs,
-                                                                       1, T, 0, True)), "tokens/s", 1),
-    "gpt.py recompute": (lambda k: 1 / seconds(lambda: list(model.generate(args.kernels, ck, [31373, 612], 10, True))),
-                         "jobs/s", 1),
+    "gpt.py prefill": (prefill_rate, "tokens/s", 1),
+    "gpt.py recompute": (recompute_rate, "jobs/s", 1),
     "llama.cpp pp64": (llama_pp64, "tokens/s", 1),
     "FMA": (lambda k: fma_rate(k, seconds=0.05, rounds=3), "GFLOP/s", 1e-9),
 }
 rates = {name: {1: [], K: []} for name in MEASURES}
 for k in (1, K):  # warm-up: compiled code loaded, pages mapped
     use(k)
-    MEASURES["gpt.py prefill"][0](k), MEASURES["gpt.py recompute"][0](k)
+    prefill_rate(k), recompute_rate(k)
 for r in range(args.rounds):
     for k in ((1, K) if r % 2 == 0 else (K, 1)):
         use(k)
