@@ -11,6 +11,8 @@ process), each speed-up the median of the rounds' own ratios; T = 64, float32.
 3. The blocks' rows (64 for every matmul before parallel.kernels.block_rows sized them
    from the L2): 64, 32 or 16 on each layer's four matmuls of the 124M model, 12 layers
    streamed.
+4. The LM head at the last position only (prefill's: 154 MB of float32 read for one
+   position, matmul_forward's T = 1 path): how much of a prefill does not scale?
 
     python dev/matmul/prefill_scaling.py [--model M] [--threads K]
 """
@@ -159,3 +161,10 @@ for name, c, oc in (("qkvw", C, 3 * C), ("attprojw", C, C), ("fcw", C, 4 * C), (
                 [plain(out, inp, p[name][l], p[name.replace("w", "b")][l], 1, T, c, oc, k, rows) for l in range(L)],
             2 * c * oc * T * L)
 report(f"3. the rows of a block, {L} layers streamed", speedups(variants))
+
+wte, x1, logits = p["wte"], rng.standard_normal((1, 1, C), dtype=np.float32), np.empty((1, 1, p["wte"].shape[0]), np.float32)
+results = speedups({"the LM head, one position": (
+    lambda k: args.kernels.matmul_forward(logits, x1, wte, None, 1, 1, C, wte.shape[0]), wte.nbytes)})
+report("4. the LM head at one position", results, unit="GB/s of weights", scale=1e-9)
+for name, (one, many, _) in results.items():
+    print(f"  {name}: {1e3 * wte.nbytes / one:.2f} ms with 1 worker, {1e3 * wte.nbytes / many:.2f} with {K}")
