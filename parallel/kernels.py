@@ -204,13 +204,16 @@ def matmul_forward(out, inp, weight, bias, B, T, C, OC):
     _matmul_forward(out, inp, weight, bias, B, T, C, OC, _pool(), block_rows(_tile_row_bytes(weight, C)))
 
 
-def l2_bytes():
-    """A core's L2 cache in bytes, as Linux reports it; 512 KB (Zen 3's) where it does not."""
-    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+def l2_bytes(caches=Path("/sys/devices/system/cpu/cpu0/cache")):
+    """A core's L2 cache in bytes, as Linux reports it (index*/level "2", size "1024K");
+    512 KB (Zen 3's) where it does not."""
+    units = {"K": 1 << 10, "M": 1 << 20}
+    for index in sorted(caches.glob("index*")):
         try:
-            if (index / "level").read_text().strip() == "2":
-                size = (index / "size").read_text().strip()
-                return int(size[:-1]) << {"K": 10, "M": 20}[size[-1]] if size[-1] in "KM" else int(size)
+            if (index / "level").read_text().strip() != "2":
+                continue
+            size = (index / "size").read_text().strip()
+            return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
         except (OSError, ValueError, IndexError):
             break
     return 512 << 10
@@ -232,8 +235,9 @@ def block_rows(row_bytes):
     """Output channels per block of prefill's tiles (_matmul_forward, _matmul_quantized):
     the block's weight rows stay in L2 while every 4 positions sweep them, beside the
     positions' inputs, so they take at most a quarter of a core's L2, and at most 64 rows.
-    On a 1 MB L2 that is 64 rows for C = 768 and 20 for fcproj's float32 rows (C = 3072:
-    64 of them, 786 KB, were 10-19% slower: dev/matmul/prefill_scaling.py)."""
+    On a 1 MB L2 that is 64 rows for C = 768 and 20 for fcproj's float32 rows (C = 3072,
+    786 KB at 64 rows, against which 16 or 32 ran 1.06-1.13x with one worker and
+    0.98-1.16x with two: dev/matmul/prefill_scaling.py)."""
     return max(4, min(MAX_BLOCK_ROWS, L2_BYTES // 4 // row_bytes) // 4 * 4)
 
 
@@ -250,10 +254,10 @@ def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K, OB, CH=TILE_CHANNELS
     # the worker's channels taken OB at a time (block_rows: sized from the L2), each block
     # swept by every 4 positions (their inputs stay in L1 while the block's weights come
     # from L2): about twice the rate of tiles that swept every position per pair of
-    # channels (dev/matmul/prefill.py);
-    # the last T % 4 positions as _tiled_positions says. Below 4 positions (decoding, T =
-    # 1) one dot product at a time reads the weights fastest (dev/matmul/matvec.py); tiles
-    # of 2 or 3 positions in registers gained nothing there (dev/README.md).
+    # channels (dev/matmul/prefill.py); the last T % 4 positions as _tiled_positions says.
+    # Below 4 positions (decoding, T = 1) one dot product at a time reads the weights
+    # fastest (dev/matmul/matvec.py); tiles of 2 or 3 positions in registers gained
+    # nothing there (dev/README.md).
     if T < 4:
         for w in prange(K):
             lo, hi = chunk(OC, K, w)

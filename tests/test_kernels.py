@@ -453,6 +453,20 @@ def check_quantized(backend, weight, values, B, T, C, OC, rng):
     np.testing.assert_allclose(enc, values[tokens] + wpe[:T], rtol=1e-6, atol=1e-6)
 
 
+def test_the_l2_size_is_read_as_linux_writes_it(tmp_path):
+    from gptpy.parallel.kernels import l2_bytes
+    for i, (level, size) in enumerate([("1", "48K"), ("1", "32K"), ("2", "2M"), ("3", "32768K")]):
+        (tmp_path / f"index{i}").mkdir()
+        (tmp_path / f"index{i}" / "level").write_text(level + "\n")
+        (tmp_path / f"index{i}" / "size").write_text(size + "\n")
+    assert l2_bytes(tmp_path) == 2 << 20
+    (tmp_path / "index2" / "size").write_text("1024K\n")
+    assert l2_bytes(tmp_path) == 1 << 20
+    (tmp_path / "index2" / "size").write_text("lots\n")
+    assert l2_bytes(tmp_path) == 512 << 10  # unreadable: Zen 3's
+    assert l2_bytes(tmp_path / "absent") == 512 << 10
+
+
 def test_prefill_blocks_are_sized_from_the_l2(monkeypatch):
     """A block's weight rows take at most a quarter of a core's L2 (at most 64 rows, at
     least a tile's 4): on Zen 5's 1 MB, C = 768's float32 rows 64 at a time and fcproj's
