@@ -119,18 +119,21 @@ def running(args, name="gpt"):
 @pytest.mark.parametrize("first,second", [(signal.SIGINT, signal.SIGINT), (signal.SIGTERM, signal.SIGTERM),
                                           (signal.SIGHUP, signal.SIGTERM), (signal.SIGTERM, signal.SIGINT)])
 def test_a_second_signal_on_the_way_out_changes_nothing(make_model, first, second):
-    """Two signals microseconds apart, many times over: the first decides the line and
-    the code; the second, arriving while that line is said or during the interpreter's
-    shutdown, is no traceback and no other death."""
+    """Two signals microseconds apart, many times over: one decides the line and the
+    code, as one: the first, unless both are pending when the process next runs (a busy
+    machine), where Linux hands over the lower-numbered first; the other, arriving while
+    that line is said or during the interpreter's shutdown, is no traceback, no second
+    line and no other death."""
     model = make_model(dataclass_replace(SMALL, max_seq_len=1024), confident=True)
     words = {signal.SIGINT: "interrupted", signal.SIGTERM: "stopped by SIGTERM", signal.SIGHUP: "stopped by SIGHUP"}
+    outcomes = {(128 + s, f"gpt: {words[s]}\n") for s in (first, second)}
     for delay in (0, 0, 0, 0.0005, 0.002, 0.01):
         proc = running(["--model", model, "--backend", "serial", "-n", "1024", "1"])
         os.kill(proc.pid, first)
         time.sleep(delay)
         os.kill(proc.pid, second)
         _, err = proc.communicate(timeout=60)
-        assert (proc.returncode, err.decode()) == (128 + first, f"gpt: {words[first]}\n"), (delay, err.decode())
+        assert (proc.returncode, err.decode()) in outcomes, (delay, proc.returncode, err.decode())
 
 
 def dataclass_replace(config, **changes):
