@@ -2,7 +2,7 @@
 
 Writes the llm.c checkpoint as a float32 GGUF (GPT-2's tokenizer files as gpt-chat has them; the LM
 head tied to wte, as llm.c has it), quantizes it to f16 and q8_0 with llama-quantize,
-then measures, one after the other and twice over (gpt.py, llama-bench, gpt.py):
+then measures, one after the other and --pairs times over (gpt.py, llama-bench, gpt.py, ...):
 llama-bench's tg128 (128 tokens decoded from an empty context: contexts 0..127) and
 pp64 / pp512 (prefill), and gpt.py's decode at context 64 and prefill at T = 64 / 512,
 medians of rounds, for fp32, bf16, int8 and int4 beside f32, f16, q8_0 and q4_0 (and
@@ -40,7 +40,9 @@ import devargs
 args = devargs.parse(__doc__, [("--llama", dict(required=True, help="a llama.cpp checkout, built")),
                                ("--build", dict(default="build", help="its build folder (default: build)")),
                                ("--out", dict(default="/tmp/gptpy_gguf", help="where the .gguf files go")),
-                               ("--rounds", dict(type=int, default=5))])
+                               ("--rounds", dict(type=int, default=5)),
+                               ("--pairs", dict(type=int, default=2, help="runs of each program, interleaved "
+                                                "(default: 2): each figure the median of its runs"))])
 sys.path.insert(0, os.path.join(args.llama, "gguf-py"))
 import gguf  # noqa: E402  (llama.cpp's own writer)
 
@@ -173,10 +175,10 @@ def theirs():
     return result
 
 
-runs = [ours(), theirs(), ours(), theirs()]
-mine = {k: statistics.median([runs[0][k], runs[2][k]]) for k in runs[0]}
-other = {k: statistics.median([runs[1][k], runs[3][k]]) for k in runs[1]}
-print(f"{args.threads} threads; each figure the median of two runs, interleaved gpt.py, llama.cpp, gpt.py, llama.cpp")
+runs = [(ours(), theirs()) for _ in range(args.pairs)]
+mine = {k: statistics.median(a[k] for a, _ in runs) for k in runs[0][0]}
+other = {k: statistics.median(b[k] for _, b in runs) for k in runs[0][1]}
+print(f"{args.threads} threads; each figure the median of {args.pairs} runs, interleaved gpt.py, llama.cpp, gpt.py, ...")
 print(f"{'':8}{'decode ms/token':>20}{'at depth 512':>14}{'prefill T=64 tok/s':>22}{'prefill T=512 tok/s':>22}")
 for name, r, kinds in (("gpt.py", mine, [a for a, _ in PAIRS]), ("llama.cpp", other, [b for _, b in PAIRS])):
     for kind in kinds:
