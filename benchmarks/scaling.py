@@ -115,7 +115,7 @@ def parallel_worker(thread_counts, model_path, prompt, rounds, dtype=None):
         numba.set_num_threads(K)
         backend.kernels.set_workers(K)
 
-    results, run = {}, None
+    results = {}
     for K in thread_counts:  # each K's tokens, and a warm-up: compiled code loaded, pages mapped
         use(K)
         run, tokens = workloads(backend.kernels, ckpt, prompt)
@@ -225,6 +225,8 @@ def main():
     parser.add_argument("--dtype", choices=("fp32", "bf16", "int8", "int4"), help="the weights' precision (default: the file's own)")
     parser.add_argument("--worker", choices=("serial", "parallel"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: at least 1 (each speed-up is the median of the rounds' ratios)")
     prompt = [int(t) for t in args.prompt.split(",")]
     if args.worker == "serial":
         print(json.dumps(serial_worker(args.model, prompt, args.rounds, args.dtype)))

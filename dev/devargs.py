@@ -19,6 +19,15 @@ def parse(doc, more=()):
     return args
 
 
+def at_least_one(text):
+    """An argparse type: a whole number from 1 (a count of rounds or runs, whose median
+    is taken)."""
+    import argparse
+    if not (text.isascii() and text.isdecimal() and 0 < len(text) < 7 and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a whole number from 1 to 999999")
+    return int(text)
+
+
 def median_us(f, rounds):
     """The median time of `rounds` calls of f(), after one, in microseconds."""
     import statistics

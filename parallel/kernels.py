@@ -201,7 +201,8 @@ def matmul_forward(out, inp, weight, bias, B, T, C, OC):
         if row_scale.min() > 0:  # no inf or NaN
             _matmul_quantized(out, xq, row_scale, q, scales, bias, B, T, C, OC, _pool(), block_rows(q.shape[1] * q.itemsize))
             return
-    _matmul_forward(out, inp, weight, bias, B, T, C, OC, _pool(), block_rows(_tile_row_bytes(weight, C)))
+    rows = block_rows(_tile_row_bytes(weight, C)) if T >= 4 else MAX_BLOCK_ROWS  # decoding's matvec: no blocks
+    _matmul_forward(out, inp, weight, bias, B, T, C, OC, _pool(), rows)
 
 
 def l2_bytes(caches=Path("/sys/devices/system/cpu/cpu0/cache")):

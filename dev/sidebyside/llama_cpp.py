@@ -41,7 +41,7 @@ args = devargs.parse(__doc__, [("--llama", dict(required=True, help="a llama.cpp
                                ("--build", dict(default="build", help="its build folder (default: build)")),
                                ("--out", dict(default="/tmp/gptpy_gguf", help="where the .gguf files go")),
                                ("--rounds", dict(type=int, default=5)),
-                               ("--pairs", dict(type=int, default=2, help="runs of each program, interleaved "
+                               ("--pairs", dict(type=devargs.at_least_one, default=2, help="runs of each program, interleaved "
                                                 "(default: 2): each figure the median of its runs"))])
 sys.path.insert(0, os.path.join(args.llama, "gguf-py"))
 import gguf  # noqa: E402  (llama.cpp's own writer)

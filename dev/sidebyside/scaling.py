@@ -28,7 +28,7 @@ import devargs
 args = devargs.parse(__doc__, [("--llama", dict(required=True, help="a llama.cpp checkout, built")),
                                ("--build", dict(default="build", help="its build folder (default: build)")),
                                ("--out", dict(default="/tmp/gptpy_gguf", help="where llama_cpp.py wrote the .gguf files")),
-                               ("--rounds", dict(type=int, default=7))])
+                               ("--rounds", dict(type=devargs.at_least_one, default=7))])
 gguf = os.path.join(args.out, "gpt2-f32.gguf")
 if not os.path.exists(gguf):
     sys.exit(f"scaling.py: {gguf} is missing: run dev/sidebyside/llama_cpp.py with --out {args.out} first")
