@@ -2,8 +2,9 @@
 round times, with 1 worker and then with K (the order reversed every other round),
 gpt.py's 64-token prefill (in this process, numba's pool resized between them), the
 recompute job (the gpt.c job) and the cores' FMA throughput (benchmarks/fma.py), and
-llama-bench's pp64 with -t 1 and -t K on the float32 GGUF of the same weights; each
-program's rate the mean of 3 repetitions. Each
+llama-bench's pp64 with -t 1 and -t K on the float32 GGUF of the same weights, and its
+prefills of 2 to 9 tokens, the recompute job's eight steps (the same work: llama.cpp has no
+recompute mode); each program's rate the mean of 3 repetitions. Each
 speed-up is the median of the rounds' own ratios: on a shared host the speed of both
 programs moves by up to 1.5x from minute to minute, and a ratio of runs minutes apart
 (llama-bench -t 1,2 runs every repetition of one before the other) measures that.
@@ -58,11 +59,25 @@ def seconds(f):
     return time.perf_counter() - start
 
 
-def llama_pp64(k):
-    """llama-bench's pp64 tokens/s with k threads (the mean of REPS repetitions)."""
+def llama_bench(k, prompts):
+    """llama-bench's prefill rates in tokens/s with k threads, one for each prompt length
+    (each the mean of REPS repetitions)."""
     done = subprocess.run([os.path.join(args.llama, args.build, "bin", "llama-bench"), "-m", gguf, "-t", str(k),
-                           "-p", str(T), "-n", "0", "-r", str(REPS), "-o", "json"], check=True, capture_output=True, text=True)
-    return json.loads(done.stdout)[0]["avg_ts"]
+                           "-p", ",".join(map(str, prompts)), "-n", "0", "-r", str(REPS), "-o", "json"],
+                          check=True, capture_output=True, text=True)
+    return [test["avg_ts"] for test in json.loads(done.stdout)]
+
+
+def llama_pp64(k):
+    return llama_bench(k, [T])[0]
+
+
+JOB_STEPS = range(2, 10)  # the gpt.c job: 2 tokens completed to 10, each step a prefill of 2 to 9
+
+
+def llama_recompute(k):
+    """Jobs/s: one over the time of llama.cpp's prefills of 2 to 9 tokens."""
+    return 1 / sum(n / rate for n, rate in zip(JOB_STEPS, llama_bench(k, JOB_STEPS)))
 
 
 def prefill_rate(k):
@@ -78,6 +93,7 @@ MEASURES = {  # name: (the rate with k workers or threads, its unit, the factor 
     "gpt.py prefill": (prefill_rate, "tokens/s", 1),
     "gpt.py recompute": (recompute_rate, "jobs/s", 1),
     "llama.cpp pp64": (llama_pp64, "tokens/s", 1),
+    "llama.cpp recompute": (llama_recompute, "jobs/s", 1),
     "FMA": (lambda k: fma_rate(k, seconds=0.05, rounds=3), "GFLOP/s", 1e-9),
 }
 rates = {name: {1: [], K: []} for name in MEASURES}
@@ -94,5 +110,5 @@ for r in range(args.rounds):
 print(f"1 -> {K} workers, medians of {args.rounds} rounds' ratios (rates: medians with 1 and {K})")
 for name, (_, unit, scale) in MEASURES.items():
     ratios = [b / a for a, b in zip(rates[name][1], rates[name][K])]
-    print(f"{name:18} {statistics.median(ratios):.2f}x (rounds {min(ratios):.2f}-{max(ratios):.2f}); "
+    print(f"{name:20} {statistics.median(ratios):.2f}x (rounds {min(ratios):.2f}-{max(ratios):.2f}); "
           f"{scale * statistics.median(rates[name][1]):.1f} -> {scale * statistics.median(rates[name][K]):.1f} {unit}")
