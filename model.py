@@ -96,6 +96,14 @@ def gpt2_forward(kernels, params, config, acts, inputs, B, T, T0=0, last_only=Fa
     for l in range(L):
         qkv = a["qkv"][l]  # (B,T,3C); positions before T0 come from the cache
         kernels.matmul_forward(qkv[:, T0:], a["ln1"], p["qkvw"][l], p["qkvb"][l], B, Tq, C, 3 * C)
+        if l == L - 1 and last_only and B == 1 and Tq > 1:
+            # the last layer's keys and values are cached; the rest of it feeds only the
+            # LM head, which reads the last position: from here on, that position alone
+            # (as llama.cpp's graph does), in views of one position whose residual is the
+            # last row of the Tq (contiguous for B = 1, generation's only batch)
+            residual = a["residual"][:, -1:]
+            Tq, N, a = 1, C, acts.shaped(B, 1, T)
+            a["residual"] = residual
         kernels.attention_forward(a["atty"], a["preatt"], a["att"], qkv, B, T, C, NH)
         kernels.matmul_forward(a["attproj"], a["atty"], p["attprojw"][l], p["attprojb"][l], B, Tq, C, C)
         kernels.fused_residual_forward(a["residual2"], a["ln2"], a["ln2_mean"], a["ln2_rstd"], a["residual"],

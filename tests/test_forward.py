@@ -91,6 +91,38 @@ def test_kv_cache_gives_the_logits_of_recomputing(backend, make_model, prefill):
             np.testing.assert_allclose(cached, full[-1], rtol=0, atol=1e-5)
 
 
+class RecordingKernels:
+    """A backend's kernels that also record each call: (name, its arguments)."""
+
+    def __init__(self, kernels):
+        self.kernels, self.calls = kernels, []
+
+    def __getattr__(self, name):
+        def record(*args):
+            self.calls.append((name, args))
+            return getattr(self.kernels, name)(*args)
+        return record
+
+
+@pytest.mark.parametrize("last_only", [True, False])
+def test_a_prefill_runs_the_last_layer_past_its_keys_for_the_last_position_only(make_model, last_only):
+    """With logits at the last position only, the last layer's q, k and v are computed
+    for every position (the cache keeps them) and the rest of it for the last position
+    alone; with every position's logits (gpt.c's forward), every matmul sees all T."""
+    ckpt = load_checkpoint(make_model())
+    L, T = ckpt.config.num_layers, 6
+    kernels = RecordingKernels(backends.load("serial").kernels)
+    inputs = np.array([[5, 100, 0, 42, 42, 3]], dtype=np.int32)
+    gpt2_forward(kernels, ckpt.params, ckpt.config, Activations(ckpt.config, 1, T), inputs, 1, T, last_only=last_only)
+    positions = [args[5] for name, args in kernels.calls if name == "matmul_forward"]  # (out, inp, w, b, B, T, ...)
+    queries = [args[0].shape[1] for name, args in kernels.calls if name == "attention_forward"]  # out (B,Tq,C)
+    if last_only:
+        assert positions == [T] * 4 * (L - 1) + [T, 1, 1, 1] + [1]  # the LM head: the last position
+        assert queries == [T] * (L - 1) + [1]
+    else:
+        assert positions == [T] * (4 * L + 1) and queries == [T] * L
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("version", [3, 5])
 def test_parallel_matches_serial_for_every_pool_size(make_model, threads, version):
