@@ -13,6 +13,9 @@ process), each speed-up the median of the rounds' own ratios; T = 64, float32.
    streamed.
 4. The LM head at the last position only (prefill's: 154 MB of float32 read for one
    position, matmul_forward's T = 1 path): how much of a prefill does not scale?
+5. Staggered blocks: worker w's first block w/K shorter, so that the workers, which
+   start each matmul together, read their blocks (before the tiles) while the others
+   compute instead of all at once; each layer's four matmuls, 12 layers of weights.
 
     python dev/matmul/prefill_scaling.py [--model M] [--threads K]
 """
@@ -56,10 +59,11 @@ def prefetcher(locality):
     return prefetch
 
 
-def blocked(locality=None, read_every_block=True):
+def blocked(locality=None, read_every_block=True, stagger=False):
     """matmul_forward's loops with the block's rows a run-time argument and, with a
     locality, the next block's lines prefetched after each tile, spread over the block's
-    tiles (its read in order then for every block, or for the first only)."""
+    tiles (its read in order then for every block, or for the first only); with
+    `stagger`, worker w's first block w/K of a block shorter (whole tiles, at least one)."""
     prefetch = prefetcher(locality if locality is not None else 0)
     ahead = locality is not None
 
@@ -73,9 +77,10 @@ def blocked(locality=None, read_every_block=True):
             tiles_end = lo + (hi - lo) // CH * CH
             tiled = _tiled_positions(T)
             total = np.float32(0.0)
+            first = max(CH, step - (w * step // K) // CH * CH) if stagger else step
             for b in range(B):
-                for ob in range(lo, tiles_end, step):
-                    oe = min(ob + step, tiles_end)
+                ob, oe = lo, min(lo + first, tiles_end)
+                while ob < tiles_end:
                     if read_every_block or ob == lo:
                         total += _read_in_order(weight, ob, oe, C)
                     at, end = oe * C, min(oe + step, tiles_end) * C  # the next block's values
@@ -91,6 +96,7 @@ def blocked(locality=None, read_every_block=True):
                                 at += 16
                     for o in range(ob, oe):
                         _dot_rows(out, inp, weight, bias, b, o, o, tiled, T, C)
+                    ob, oe = oe, min(oe + step, tiles_end)
                 for o in range(tiles_end, hi):
                     _dot_rows(out, inp, weight, bias, b, o, o, 0, T, C)
             sink[w] = total
@@ -152,8 +158,11 @@ report(f"2. the next block prefetched over the tiles ({w.nbytes / 1e6:.0f} MB st
 
 ckpt = load_checkpoint(args.model, "fp32")
 p, L = ckpt.params, ckpt.config.num_layers
+MATMULS = (("qkvw", C, 3 * C), ("attprojw", C, C), ("fcw", C, 4 * C), ("fcprojw", 4 * C, C))
+inps = {m: rng.standard_normal((1, T, c), dtype=np.float32) for m, c, _ in MATMULS}
+outs = {m: np.empty((1, T, oc), np.float32) for m, _, oc in MATMULS}
 variants = {}
-for name, c, oc in (("qkvw", C, 3 * C), ("attprojw", C, C), ("fcw", C, 4 * C), ("fcprojw", 4 * C, C)):
+for name, c, oc in MATMULS:
     inp, out = rng.standard_normal((1, T, c), dtype=np.float32), np.empty((1, T, oc), np.float32)
     for rows in (64, 32, 16):
         variants[f"{name} ({c} -> {oc}), {rows} rows a block"] = (
@@ -168,3 +177,10 @@ results = speedups({"the LM head, one position": (
 report("4. the LM head at one position", results, unit="GB/s of weights", scale=1e-9)
 for name, (one, many, _) in results.items():
     print(f"  {name}: {1e3 * wte.nbytes / one:.2f} ms with 1 worker, {1e3 * wte.nbytes / many:.2f} with {K}")
+
+staggered = blocked(stagger=True)
+variants = {}
+for name, f in (("matmul_forward's loops", plain), ("staggered first blocks", staggered)):
+    variants[name] = (lambda k, f=f: [f(outs[m], inps[m], p[m][l], p[m.replace("w", "b")][l], 1, T, c, oc, k, block_rows(4 * c))
+                                      for l in range(L) for m, c, oc in MATMULS], sum(2 * c * oc * T * L for _, c, oc in MATMULS))
+report(f"5. staggered first blocks, each layer's four matmuls, {L} layers streamed", speedups(variants))
