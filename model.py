@@ -76,8 +76,9 @@ class Activations:
 def gpt2_forward(kernels, params, config, acts, inputs, B, T, T0=0, last_only=False):
     """Runs positions T0..T-1 of inputs (B,T) int32 and returns probs (B,Tq,Vp), the
     next-token distribution at each of those Tq = T - T0 positions, or at the last one
-    only if `last_only`. Positions before T0 must have run through the same `acts`
-    before: their keys and values are in its cache. T0 = 0 and all logits is llm.c's
+    only if `last_only` (the last layer then runs past its keys and values for that
+    position alone). Positions before T0 must have run through the same `acts` before:
+    their keys and values are in its cache. T0 = 0 and all logits is llm.c's
     gpt2_forward, what gpt.c runs every step. `kernels` is a backend module, `params` a
     checkpoint's tensors."""
     if not (last_only or acts.all_logits):
