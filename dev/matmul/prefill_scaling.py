@@ -163,7 +163,7 @@ inps = {m: rng.standard_normal((1, T, c), dtype=np.float32) for m, c, _ in MATMU
 outs = {m: np.empty((1, T, oc), np.float32) for m, _, oc in MATMULS}
 variants = {}
 for name, c, oc in MATMULS:
-    inp, out = rng.standard_normal((1, T, c), dtype=np.float32), np.empty((1, T, oc), np.float32)
+    inp, out = inps[name], outs[name]
     for rows in (64, 32, 16):
         variants[f"{name} ({c} -> {oc}), {rows} rows a block"] = (
             lambda k, name=name, c=c, oc=oc, inp=inp, out=out, rows=rows:

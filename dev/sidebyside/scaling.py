@@ -60,16 +60,16 @@ def seconds(f):
 
 
 def llama_bench(k, prompts):
-    """llama-bench's prefill rates in tokens/s with k threads, one for each prompt length
-    (each the mean of REPS repetitions)."""
+    """llama-bench's prefills with k threads, one for each prompt length: [(tokens,
+    tokens/s)], each rate the mean of REPS repetitions."""
     done = subprocess.run([os.path.join(args.llama, args.build, "bin", "llama-bench"), "-m", gguf, "-t", str(k),
                            "-p", ",".join(map(str, prompts)), "-n", "0", "-r", str(REPS), "-o", "json"],
                           check=True, capture_output=True, text=True)
-    return [test["avg_ts"] for test in json.loads(done.stdout)]
+    return [(test["n_prompt"], test["avg_ts"]) for test in json.loads(done.stdout)]
 
 
 def llama_pp64(k):
-    return llama_bench(k, [T])[0]
+    return llama_bench(k, [T])[0][1]
 
 
 JOB_STEPS = range(2, 10)  # the gpt.c job: 2 tokens completed to 10, each step a prefill of 2 to 9
@@ -77,7 +77,7 @@ JOB_STEPS = range(2, 10)  # the gpt.c job: 2 tokens completed to 10, each step a
 
 def llama_recompute(k):
     """Jobs/s: one over the time of llama.cpp's prefills of 2 to 9 tokens."""
-    return 1 / sum(n / rate for n, rate in zip(JOB_STEPS, llama_bench(k, JOB_STEPS)))
+    return 1 / sum(n / rate for n, rate in llama_bench(k, JOB_STEPS))
 
 
 def prefill_rate(k):
@@ -86,7 +86,7 @@ def prefill_rate(k):
 
 
 def recompute_rate(k):
-    return REPS / seconds(lambda: [list(model.generate(args.kernels, ck, [31373, 612], 10, True)) for _ in range(REPS)])
+    return REPS / seconds(lambda: [list(model.generate(args.kernels, ck, [31373, 612], JOB_STEPS.stop, True)) for _ in range(REPS)])
 
 
 MEASURES = {  # name: (the rate with k workers or threads, its unit, the factor it is printed with)
