@@ -16,6 +16,10 @@ process), each speed-up the median of the rounds' own ratios; T = 64, float32.
 5. Staggered blocks: worker w's first block w/K shorter, so that the workers, which
    start each matmul together, read their blocks (before the tiles) while the others
    compute instead of all at once; each layer's four matmuls, 12 layers of weights.
+6. Blocks claimed from a shared counter (an atomic add) instead of K fixed chunks, so
+   that a worker the host slows does fewer of them: how long does a worker wait for the
+   other at each matmul's end (its busy time over the region's, from the cycle counter),
+   and is the matmul faster?
 
     python dev/matmul/prefill_scaling.py [--model M] [--threads K]
 """
@@ -104,6 +108,57 @@ def blocked(locality=None, read_every_block=True, stagger=False):
     return matmul
 
 
+@intrinsic
+def cycles(typingctx):
+    """The CPU's time-stamp counter (llvm.readcyclecounter: rdtsc)."""
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []), "llvm.readcyclecounter")
+        return builder.call(fn, [])
+    return types.int64(), codegen
+
+
+@intrinsic
+def claim(typingctx, counter):
+    """counter[0] += 1, atomically; its value before (a block's number, each given once)."""
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        return builder.atomic_rmw("add", data, ir.Constant(ir.IntType(64), 1), "monotonic")
+    return types.int64(counter), codegen
+
+
+def timed(claimed):
+    """matmul_forward's loops (B = 1), each worker's first and last cycle in stamps[w];
+    with `claimed`, blocks of the same rows taken from a shared counter instead of the
+    worker's chunk: which worker computes a block changes, what it computes does not."""
+    @njit(parallel=True, fastmath=True, error_model="numpy")
+    def matmul(out, inp, weight, bias, T, C, OC, K, rows, stamps, CH=TILE_CHANNELS):
+        sink = np.zeros(K, np.float32)
+        step = rows // CH * CH
+        counter = np.zeros(1, np.int64)
+        tiled = _tiled_positions(T)
+        for w in prange(K):
+            stamps[w, 0] = cycles()
+            lo, hi = (0, OC) if claimed else chunk(OC, K, w)
+            tiles_end = lo + (hi - lo) // CH * CH
+            ob = claim(counter) * step if claimed else lo
+            while ob < tiles_end:
+                oe = min(ob + step, tiles_end)
+                sink[w] += _read_in_order(weight, ob, oe, C)
+                for t4 in range(0, tiled, 4):
+                    t = min(t4, T - 4)
+                    for o in range(ob, oe, CH):
+                        _tile_x4(out, inp, weight, bias, 0, o, o, t, C, CH)
+                for o in range(ob, oe):
+                    _dot_rows(out, inp, weight, bias, 0, o, o, tiled, T, C)
+                ob = claim(counter) * step if claimed else oe
+            if not claimed or ob == tiles_end // step * step + step:  # the last channels: one worker
+                for o in range(tiles_end, hi):
+                    _dot_rows(out, inp, weight, bias, 0, o, o, 0, T, C)
+            stamps[w, 1] = cycles()
+        return sink
+    return matmul
+
+
 def use(k):
     numba.set_num_threads(k)
     set_workers(k)
@@ -184,3 +239,25 @@ for name, f in (("matmul_forward's loops", plain), ("staggered first blocks", st
     variants[name] = (lambda k, f=f: [f(outs[m], inps[m], p[m][l], p[m.replace("w", "b")][l], 1, T, c, oc, k, block_rows(4 * c))
                                       for l in range(L) for m, c, oc in MATMULS], sum(2 * c * oc * T * L for _, c, oc in MATMULS))
 report(f"5. staggered first blocks, each layer's four matmuls, {L} layers streamed", speedups(variants))
+
+stamps, waits = np.zeros((K, 2), np.int64), {}
+
+
+def layers(f, name, k):
+    """The 12 layers' four matmuls by f with k workers; their busy cycles and the regions'
+    added up."""
+    busy = waits.setdefault((name, k), [0, 0])
+    for l in range(L):
+        for m, c, oc in MATMULS:
+            f(outs[m], inps[m], p[m][l], p[m.replace("w", "b")][l], T, c, oc, k, block_rows(4 * c), stamps)
+            busy[0] += (stamps[:k, 1] - stamps[:k, 0]).mean()
+            busy[1] += stamps[:k, 1].max() - stamps[:k, 0].min()
+
+
+variants = {}
+for name, f in (("K fixed chunks", timed(False)), ("blocks claimed from a counter", timed(True))):
+    variants[name] = (lambda k, f=f, name=name: layers(f, name, k), sum(2 * c * oc * T * L for _, c, oc in MATMULS))
+report(f"6. blocks claimed from a counter, each layer's four matmuls, {L} layers streamed", speedups(variants))
+for name in variants:
+    busy, span = waits[name, K]
+    print(f"  {name}: with {K} workers a worker is busy {100 * busy / span:.1f}% of each region (the rest waits)")
