@@ -70,16 +70,19 @@ def activations_int16_size(C):
 
 
 PREFETCH_BYTES = 8192  # how far ahead in a row decoding's integer matvec prefetches
+# ... and its hint, llvm.prefetch's locality: 3 (kept in every level); 0 (prefetchnta, a
+# line for one use) was no faster, in one process (dev/matmul/int_prefetch_hint.py)
+PREFETCH_LOCALITY = 3
 
 
-def prefetch_ir(builder, pointer):
+def prefetch_ir(builder, pointer, locality=3):
     """LLVM IR asking the CPU to bring pointer's cache line toward L1 (llvm.prefetch: a
-    read, kept in every level). A hint: no effect on results, and no fault past an
-    array's end."""
+    read; locality 3 keeps it in every level, 0 marks it for one use). A hint: no effect
+    on results, and no fault past an array's end."""
     i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
     fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
                                         "llvm.prefetch.p0i8")
-    builder.call(fn, [builder.bitcast(pointer, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+    builder.call(fn, [builder.bitcast(pointer, i8p), ir.Constant(i32, 0), ir.Constant(i32, locality), ir.Constant(i32, 1)])
 
 
 def _load(builder, base, offset, vector_type):
@@ -243,7 +246,7 @@ def dot_blocks_int16(typingctx, q, xq, scales, o0, o1, blocks):
             for q_row, _ in rows:  # the bytes PREFETCH_BYTES on: two rows are two streams the CPU does not
                 for line in range(0, step_bytes, 64):  # fetch early enough on its own (dev/matmul/int4_matvec.py)
                     offset = builder.add(builder.mul(loop.index, c(step_bytes)), c(PREFETCH_BYTES + line))
-                    prefetch_ir(builder, builder.gep(q_row, [offset]))
+                    prefetch_ir(builder, builder.gep(q_row, [offset]), PREFETCH_LOCALITY)
             for (q_row, s_row), accs in zip(rows, accumulators):
                 if int4:
                     accumulate(accs[0], _int4_pair(builder, q_row, s_row, x, loop.index, single=False))
