@@ -151,7 +151,8 @@ def timed(claimed):
                 for o in range(ob, oe):
                     _dot_rows(out, inp, weight, bias, 0, o, o, tiled, T, C)
                 ob = claim(counter) * step if claimed else oe
-            if not claimed or ob == tiles_end // step * step + step:  # the last channels: one worker
+            if not claimed or ob == (tiles_end + step - 1) // step * step:  # the last channels: the one
+                # worker whose claim was the first past the blocks
                 for o in range(tiles_end, hi):
                     _dot_rows(out, inp, weight, bias, 0, o, o, 0, T, C)
             stamps[w, 1] = cycles()
