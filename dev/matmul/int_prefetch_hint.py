@@ -9,6 +9,7 @@ interleaved round by round; the ms a step and the median of the rounds' ratios.
     python dev/matmul/int_prefetch_hint.py [--model M] [--threads K] [--rounds R]
 """
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -19,7 +20,7 @@ import devargs
 
 args = devargs.parse(__doc__, [("--rounds", dict(type=devargs.at_least_one, default=21, help="rounds (default: 21)"))])
 from gptpy import weights  # noqa: E402
-from gptpy.checkpoint import load_checkpoint  # noqa: E402
+from gptpy.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from gptpy.parallel.kernels import _dot_pairs, _round_position, attention_forward, chunk  # noqa: E402
 from gptpy.weights import activations_int16_size  # noqa: E402
 
@@ -49,7 +50,10 @@ def step(matvec, p, L, C, NH, acts):
 
 
 for dtype in ("int8", "int4"):
-    ckpt = load_checkpoint(args.model, dtype)
+    try:
+        ckpt = load_checkpoint(args.model, dtype)
+    except CheckpointError as e:
+        sys.exit(f"int_prefetch_hint.py: {e}")
     p, cfg = ckpt.params, ckpt.config
     C, L, NH = cfg.channels, cfg.num_layers, cfg.num_heads
     rng = np.random.default_rng(0)
@@ -71,5 +75,8 @@ for dtype in ("int8", "int4"):
                 step(variants[locality], p, L, C, NH, acts)
             times[locality].append((time.perf_counter() - start) / STEPS)
     ratio = statistics.median(a / b for a, b in zip(times[3], times[0]))
-    print(f"{dtype}, {K} workers: locality 3 {1e3 * statistics.median(times[3]):.3f} ms a step, "
-          f"locality 0 {1e3 * statistics.median(times[0]):.3f} ms: locality 0 {ratio:.3f}x", flush=True)
+    try:
+        print(f"{dtype}, {K} workers: locality 3 {1e3 * statistics.median(times[3]):.3f} ms a step, "
+              f"locality 0 {1e3 * statistics.median(times[0]):.3f} ms: locality 0 {ratio:.3f}x", flush=True)
+    except OSError as e:  # a full disk, a closed pipe
+        sys.exit(f"int_prefetch_hint.py: cannot write the result: {e.strerror}")
