@@ -13,6 +13,7 @@ Ctrl-C during those imports is one line, not a traceback. Library modules never 
 this one: they raise errors.Failure, and the commands say it.
 """
 
+import _thread
 import argparse
 import os
 import signal
@@ -49,6 +50,24 @@ def _on_signal(signum, frame):
 
 
 STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _on_unraisable(unraisable):
+    """sys.unraisablehook while a command runs. A signal whose exception was raised where
+    Python cannot raise one, in a `__del__` or a weakref callback (importlib drops its
+    module locks through one, the garbage collector runs them anywhere), would be printed
+    as "Exception ignored in ..." and the work would go on as if no signal had come. The
+    signal is forgotten and sent again from a thread instead, so that it is raised where
+    the main thread is next; should no thread start, `_outcome` ends the work with it."""
+    if _signals and isinstance(unraisable.exc_value, (KeyboardInterrupt, Stopped)):
+        signum = _signals[0]
+        try:
+            _thread.start_new_thread(os.kill, (os.getpid(), signum))
+        except RuntimeError:  # no thread (ulimit -u): the signal stays noted
+            return
+        _signals.clear()
+    else:
+        sys.__unraisablehook__(unraisable)
 
 
 def _standard_streams_open():
@@ -94,6 +113,7 @@ def command(prog, run):
     def main(argv=None):
         for signum in STOPPING_SIGNALS:
             signal.signal(signum, _on_signal)
+        unraisablehook, sys.unraisablehook = sys.unraisablehook, _on_unraisable
         _standard_streams_open()
         try:
             return _outcome(argv)
@@ -104,6 +124,7 @@ def command(prog, run):
         finally:
             for signum in STOPPING_SIGNALS:  # the interpreter's shutdown: nothing left to stop
                 signal.signal(signum, signal.SIG_IGN)
+            sys.unraisablehook = unraisablehook
 
     def stopped():
         """The first signal's line and exit code."""
@@ -118,6 +139,8 @@ def command(prog, run):
             except SystemExit as e:  # argparse's --help
                 code = e.code if isinstance(e.code, int) else 2
             flush_stdout()
+            if _signals:  # a signal whose exception was swallowed and could not be sent again
+                return stopped()
             return code
         except BaseException as e:
             if _signals:

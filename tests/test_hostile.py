@@ -213,6 +213,46 @@ def test_ctrl_c_during_start_up(make_model, name, library):
     assert (proc.returncode, err.decode()) == (130, f"{name}: interrupted\n")
 
 
+# A signal whose exception Python cannot raise: it lands in a __del__ or a weakref
+# callback (CI once caught it in importlib's module-lock callback, while tiktoken loaded,
+# and gpt-chat went on to answer). The first import the command makes after installing
+# its handlers drops an object whose __del__ takes the signal; "threads": False is a
+# machine that starts no thread (the signal cannot be sent again: the work's end says it).
+SWALLOWED = """
+import _thread, signal, sys
+from gptpy import {module} as command
+
+class Dropped:
+    def __del__(self):
+        signal.raise_signal(signal.{signal})
+
+class FirstImport:
+    def find_spec(self, *args):
+        sys.meta_path.remove(self)
+        Dropped()
+
+if not {threads}:
+    def start_new_thread(*args):
+        raise RuntimeError("can't start new thread")
+    _thread.start_new_thread = start_new_thread
+sys.meta_path.insert(0, FirstImport())
+sys.exit(command.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("name,module,signame,code,line", [
+    ("gpt", "gpt", "SIGINT", 130, "interrupted"),
+    ("gpt-chat", "chat", "SIGINT", 130, "interrupted"),
+    ("gpt", "gpt", "SIGTERM", 143, "stopped by SIGTERM")])
+@pytest.mark.parametrize("threads", [True, False])
+def test_a_signal_raised_in_a_finalizer(make_model, name, module, signame, code, line, threads):
+    model = make_model(VOCAB_50257, confident=True)
+    args = ["--model", str(model), *(["31373", "612"] if name == "gpt" else ["--once", "hello there"])]
+    script = SWALLOWED.format(module=module, signal=signame, threads=threads)
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (code, f"{name}: {line}\n")
+
+
 # ----------------------------------------------------------------------------
 # 7. memory: say how much, before asking Linux for it
 
