@@ -16,6 +16,7 @@ import signal
 import numpy as np
 from numba import cfunc, types
 
+from . import target  # noqa: F401  (before the handler compiles: numba's target CPU)
 from .backends import forget_stale_kernels
 
 forget_stale_kernels()  # before the handlers below compile, or load from numba's cache, at import

@@ -40,6 +40,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
+from . import target  # noqa: F401  (before anything compiles: 512-bit vectors on every AVX-512 host)
 from .dtypes import QBLOCK  # values per int8 scale; a shift in weight_at, so a power of 2
 
 QBLOCK_SHIFT = QBLOCK.bit_length() - 1

@@ -3,6 +3,7 @@ shared machines): the static work split, and identical tokens for every pool siz
 
 import dataclasses
 import os
+import subprocess
 import sys
 
 import pytest
@@ -125,3 +126,58 @@ def test_threads_must_be_positive_and_allowed(gpt, make_model):
     capped = gpt("--model", make_model(), "--threads", "2", "1", env={**os.environ, "NUMBA_NUM_THREADS": "1"})
     assert capped.returncode == 2 and len(capped.stderr.splitlines()) == 1
     assert "NUMBA_NUM_THREADS" in capped.stderr
+
+
+# numba's target CPU (target.py): 512-bit vectors on every AVX-512 host
+
+WIDTH_PROBE = """
+import numpy as np
+from numba import njit
+from numba.core.registry import cpu_target
+from gptpy import weights  # the package's kernels import it before anything compiles
+
+@njit(fastmath=True)
+def dot(a, b):
+    s = np.float32(0)
+    for i in range(a.size):
+        s += a[i] * b[i]
+    return s
+
+x = np.ones(768, np.float32)
+dot(x, x)
+print(cpu_target.target_context.codegen()._get_host_cpu_features())
+print("zmm" in dot.inspect_asm(dot.signatures[0]))
+"""
+
+
+def test_host_features_take_512_bit_vectors_only_where_avx_512_is():
+    from gptpy.target import host_features
+    assert host_features("+avx2,+avx512f,+fma") == "+avx2,+avx512f,+fma,-prefer-256-bit"
+    assert host_features("+avx2,-avx512f,+fma") == "+avx2,-avx512f,+fma"
+    assert host_features("") == ""
+
+
+def width_probe(**env):
+    environ = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")}
+    done = subprocess.run([sys.executable, "-c", WIDTH_PROBE], capture_output=True, text=True, timeout=120,
+                          env={**environ, **env})
+    assert done.returncode == 0, done.stderr
+    features, zmm = done.stdout.splitlines()
+    return features, zmm == "True"
+
+
+def test_the_package_compiles_for_the_host_with_its_whole_vector_width():
+    """LLVM tunes Intel's AVX-512 cores for 256-bit vectors; with the package imported,
+    numba's loops use the 512-bit registers wherever the host has them."""
+    from llvmlite import binding
+    from gptpy.target import host_features
+    detected = binding.get_host_cpu_features().flatten()
+    features, zmm = width_probe()
+    assert features == host_features(detected)
+    assert zmm == ("+avx512f" in detected.split(","))
+
+
+def test_a_target_the_user_names_stands():
+    """NUMBA_CPU_NAME and NUMBA_CPU_FEATURES (the AVX2 code path on any host) are left as
+    they are: no 512-bit register where the features leave AVX-512 out."""
+    assert width_probe(NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="") == ("", False)

@@ -13,7 +13,8 @@ from conftest import ROOT, command
 COMMANDS = {"gpt", "chat", "gpt_checkpoint", "convert", "perplexity"}  # the console scripts' modules
 SHARED_BY_COMMANDS = {"cli", "warmup", "_checkout"}  # what only commands may import
 LIBRARY = {"model", "checkpoint", "weights", "files", "safetensors_format", "backends", "dtypes", "errors",
-           "sampler", "random_model", "serial", "parallel", "gpu", "bus_error", "encoding", "scoring"}
+           "sampler", "random_model", "serial", "parallel", "gpu", "bus_error", "encoding", "scoring",
+           "target"}
 
 
 def package_modules():
