@@ -64,6 +64,13 @@ def child(args):
         print(" ".join(f"{t:.4f}" for t in times), flush=True)
 
 
+def say(line):
+    try:
+        print(line, flush=True)
+    except OSError as e:  # a full disk, a closed pipe
+        sys.exit(f"vector_width.py: cannot write the result: {e.strerror}")
+
+
 def main():
     args = devargs.parse(__doc__, [("--rounds", dict(type=devargs.at_least_one, default=15, help="rounds (default: 15)"))])
     if os.environ.get(CHILD):
@@ -71,7 +78,7 @@ def main():
     from llvmlite import binding
     host = binding.get_host_cpu_features().flatten()
     if "+avx512f" not in host.split(","):
-        print(f"vector_width.py: {binding.get_host_cpu_name()} has no AVX-512: one vector width, nothing to compare")
+        say(f"vector_width.py: {binding.get_host_cpu_name()} has no AVX-512: one vector width, nothing to compare")
         return
     ways = {"as tuned": host, "512-bit": host + ",-prefer-256-bit"}
     procs = {}
@@ -83,17 +90,18 @@ def main():
         if line != "ready":
             sys.exit(f"vector_width.py: {line.removeprefix('error ') or 'the measuring process failed'}")
     times = {name: [] for name in ways}
-    for _ in range(args.rounds):
-        for name, proc in procs.items():
+    for r in range(args.rounds):
+        for name in (list(procs) if r % 2 == 0 else list(procs)[::-1]):  # each first in turn
+            proc = procs[name]
             proc.stdin.write("go\n")
             proc.stdin.flush()
             times[name].append([float(v) for v in proc.stdout.readline().split()])
     for proc in procs.values():
         proc.stdin.close()
         proc.wait()
-    print(f"{binding.get_host_cpu_name()}, {args.threads} workers, {args.rounds} rounds: ms (medians), "
+    say(f"{binding.get_host_cpu_name()}, {args.threads} workers, {args.rounds} rounds: ms (medians), "
           "512-bit's speed-up (median of the rounds' ratios)")
-    print(f"{'':6s} {'decode as tuned':>16s} {'512-bit':>8s} {'speed-up':>8s} {'prefill T=64 as tuned':>22s} {'512-bit':>8s} {'speed-up':>8s}")
+    say(f"{'':6s} {'decode as tuned':>16s} {'512-bit':>8s} {'speed-up':>8s} {'prefill T=64 as tuned':>22s} {'512-bit':>8s} {'speed-up':>8s}")
     for i, dtype in enumerate(DTYPES):
         cells = []
         for j in (2 * i, 2 * i + 1):
@@ -102,7 +110,7 @@ def main():
             ratio = statistics.median(a / b for a, b in zip(tuned, wide))
             cells.append((statistics.median(tuned), statistics.median(wide), ratio))
         (a, b, r), (c, d, s) = cells
-        print(f"{dtype:6s} {a:16.2f} {b:8.2f} {r:7.2f}x {c:22.2f} {d:8.2f} {s:7.2f}x")
+        say(f"{dtype:6s} {a:16.2f} {b:8.2f} {r:7.2f}x {c:22.2f} {d:8.2f} {s:7.2f}x")
 
 
 main()
