@@ -36,6 +36,7 @@ class Stopped(BaseException):
 
 
 _signals = []  # the signals received: whatever fails after one is that signal's doing
+_unsent = []  # those swallowed in a finalizer that no thread could send again (_on_unraisable)
 
 
 def _on_signal(signum, frame):
@@ -63,7 +64,8 @@ def _on_unraisable(unraisable):
         signum = _signals[0]
         try:
             _thread.start_new_thread(os.kill, (os.getpid(), signum))
-        except RuntimeError:  # no thread (ulimit -u): the signal stays noted
+        except RuntimeError:  # no thread (ulimit -u): the work's end says it
+            _unsent.append(signum)
             return
         _signals.clear()
     else:
@@ -139,7 +141,7 @@ def command(prog, run):
             except SystemExit as e:  # argparse's --help
                 code = e.code if isinstance(e.code, int) else 2
             flush_stdout()
-            if _signals:  # a signal whose exception was swallowed and could not be sent again
+            if _unsent:  # a signal whose exception was swallowed and could not be sent again
                 return stopped()
             return code
         except BaseException as e:

@@ -95,7 +95,10 @@ def main():
             proc = procs[name]
             proc.stdin.write("go\n")
             proc.stdin.flush()
-            times[name].append([float(v) for v in proc.stdout.readline().split()])
+            line = proc.stdout.readline()
+            if not line:
+                sys.exit(f"vector_width.py: the measuring process ({name}) ended early")
+            times[name].append([float(v) for v in line.split()])
     for proc in procs.values():
         proc.stdin.close()
         proc.wait()
