@@ -257,13 +257,15 @@ def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K, OB, CH=TILE_CHANNELS
     # from L2): about twice the rate of tiles that swept every position per pair of
     # channels (dev/matmul/prefill.py); the last T % 4 positions as _tiled_positions says.
     # Below 4 positions (decoding, T = 1) one dot product at a time reads the weights
-    # fastest (dev/matmul/matvec.py); tiles of 2 or 3 positions in registers gained
-    # nothing there (dev/README.md).
+    # fastest (dev/matmul/matvec.py), each row's dot product after asking for the lines
+    # FLOAT_PREFETCH_BYTES on (_prefetch_ahead); tiles of 2 or 3 positions in registers
+    # gained nothing there (dev/README.md).
     if T < 4:
         for w in prange(K):
             lo, hi = chunk(OC, K, w)
             for b in range(B):
                 for o in range(lo, hi):
+                    _prefetch_ahead(weight, o, hi, C)
                     _dot_rows(out, inp, weight, bias, b, o, o, 0, T, C)
         return
     sink = np.zeros(K, np.float32)  # _read_in_order's sums: stored, so that they are computed
@@ -285,6 +287,33 @@ def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K, OB, CH=TILE_CHANNELS
                     _dot_rows(out, inp, rows, bias, b, o, o - first, tiled, T, C)
             for o in range(tiles_end, hi):  # the last (hi - lo) % CH channels: every position
                 _dot_rows(out, inp, weight, bias, b, o, o, 0, T, C)
+
+
+# How far ahead of its dot product decoding's float matvec asks for a row's cache lines:
+# a worker's rows are one stream, which the hardware prefetchers follow too late from one
+# 4 KB page to the next; 2 to 8 KB ahead read a step's weights 1.10-1.17x (float32) and
+# 1.14-1.31x (bfloat16) faster on an Intel Xeon, natively and with AVX2 code, 4 KB the
+# best for both (dev/matmul/matvec_rows.py)
+FLOAT_PREFETCH_BYTES = 4096
+
+
+def _prefetch_ahead(weight, o, hi, C):
+    """Asks for the cache lines of a float32 or bfloat16 weight FLOAT_PREFETCH_BYTES past
+    the start of row o, one row's worth, and none past the end of row hi - 1 (the end of
+    the worker's rows); nothing for int8 and int4 weights (pairs of arrays), whose matvec
+    prefetches in its LLVM IR (weights.PREFETCH_BYTES)."""
+
+
+@overload(_prefetch_ahead, inline="always")
+def _prefetch_ahead_typed(weight, o, hi, C):
+    if isinstance(weight, types.Array) and weight.ndim == 2 and weight.layout == "C":
+        def ahead(weight, o, hi, C):
+            values = weight.reshape(-1)
+            start = o * C + FLOAT_PREFETCH_BYTES // weight.itemsize
+            for i in range(start, min(start + C, hi * C), 64 // weight.itemsize):
+                prefetch(values, i)
+        return ahead
+    return lambda weight, o, hi, C: None
 
 
 @njit(cache=True, inline="always")

@@ -105,6 +105,26 @@ def test_both_prefill_tiles_give_the_product(rows, channels, dtype, B, T, C, OC,
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(C))
 
 
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "int8"])
+@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("B,T,C,OC", [(1, 1, 20, 7), (2, 3, 36, 131), (1, 2, 1030, 9), (1, 1, 768, 200)])
+def test_the_decoding_matvec_gives_the_product(dtype, workers, B, T, C, OC):
+    """The parallel matmul below 4 positions: one dot product at a time, each after asking
+    for the lines parallel.kernels.FLOAT_PREFETCH_BYTES ahead, which run past the worker's
+    rows and past the weight's end, for 1 to 3 workers; int8 weights whose rows are not
+    whole blocks take this loop too."""
+    from gptpy.parallel.kernels import _matmul_forward
+    rng = np.random.default_rng(C + OC)
+    w = rand(rng, OC, C)
+    weight = {"fp32": w, "bf16": float32_to_bf16(w), "int8": quantize_int8(w)}[dtype]
+    values = {"fp32": w, "bf16": bf16_to_float32(float32_to_bf16(w)), "int8": dequantize(*quantize_int8(w))}[dtype]
+    inp, bias = rand(rng, B, T, C), rand(rng, OC)
+    out = np.full((B, T, OC), np.nan, dtype=np.float32)
+    _matmul_forward(out, inp, weight, bias, B, T, C, OC, workers, 64)
+    expected = inp.astype(np.float64) @ values.T.astype(np.float64) + bias
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(C))
+
 @pytest.mark.parametrize("B,T,C,NH", SHAPES + [(1, 23, 36, 3), (2, 18, 12, 4)])  # prefill's paths: >= 16 queries
 def test_attention_forward(kernels, B, T, C, NH):
     rng = np.random.default_rng(4)

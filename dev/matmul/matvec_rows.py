@@ -1,9 +1,11 @@
 """Decoding's float32 and bfloat16 matvec (matmul_forward at T = 1): one dot product at a
-time (the package's loop, parallel.kernels._dot_rows), or two rows at a time sharing each
-load of the input, or one row at a time from each half of the worker's channels in turn
-(two streams of the weights)? A decode step's matvecs (12 layers' four and the LM head),
-the three loops compiled in this process and interleaved round by round; ms a step
-(medians) and each against one row (median of the rounds' ratios).
+time, each row's lines asked for FLOAT_PREFETCH_BYTES ahead (the package's loop,
+parallel.kernels._prefetch_ahead and _dot_rows), or 2 or 8 KB ahead, or without asking;
+two rows at a time sharing each load of the input; one row at a time from each half of the
+worker's channels in turn (two streams of the weights)? A decode step's matvecs (12
+layers' four and the LM head), the loops compiled in this process and interleaved round
+by round; ms a step (medians) and each against one row without prefetches (median of the
+rounds' ratios).
 
     python dev/matmul/matvec_rows.py [--model M] [--threads K] [--rounds R]
 """
@@ -19,7 +21,7 @@ import devargs
 
 args = devargs.parse(__doc__, [("--rounds", dict(type=devargs.at_least_one, default=21, help="rounds (default: 21)"))])
 from gptpy.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
-from gptpy.parallel.kernels import _bias_at, _dot_rows, chunk  # noqa: E402
+from gptpy.parallel.kernels import FLOAT_PREFETCH_BYTES, _bias_at, _dot_rows, _prefetch_ahead, chunk, prefetch  # noqa: E402
 from gptpy.weights import weight_at  # noqa: E402
 
 K = args.threads
@@ -34,6 +36,30 @@ def one_row(out, inp, weight, bias, C, OC, K):
         lo, hi = chunk(OC, K, w)
         for o in range(lo, hi):
             _dot_rows(out, inp, weight, bias, 0, o, o, 0, 1, C)
+
+
+@jit
+def package(out, inp, weight, bias, C, OC, K):
+    for w in prange(K):
+        lo, hi = chunk(OC, K, w)
+        for o in range(lo, hi):
+            _prefetch_ahead(weight, o, hi, C)
+            _dot_rows(out, inp, weight, bias, 0, o, o, 0, 1, C)
+
+
+def prefetched(ahead_bytes):
+    """The package's loop with its lines asked for ahead_bytes ahead."""
+    @jit
+    def loop(out, inp, weight, bias, C, OC, K):
+        for w in prange(K):
+            lo, hi = chunk(OC, K, w)
+            values = weight.reshape(-1)
+            for o in range(lo, hi):
+                start = o * C + ahead_bytes // weight.itemsize
+                for i in range(start, min(start + C, hi * C), 64 // weight.itemsize):
+                    prefetch(values, i)
+                _dot_rows(out, inp, weight, bias, 0, o, o, 0, 1, C)
+    return loop
 
 
 @inline
@@ -88,7 +114,8 @@ def say(line):
         sys.exit(f"matvec_rows.py: cannot write the result: {e.strerror}")
 
 
-LOOPS = {"one row": one_row, "two rows": two_rows, "two streams": two_streams}
+LOOPS = {"one row": one_row, f"{FLOAT_PREFETCH_BYTES >> 10} KB ahead (package)": package,
+         "2 KB ahead": prefetched(2048), "8 KB ahead": prefetched(8192), "two rows": two_rows, "two streams": two_streams}
 say(f"{K} workers, {args.rounds} rounds: ms a step's matvecs (median), and against one row")
 for dtype in ("fp32", "bf16"):
     try:
@@ -107,7 +134,7 @@ for dtype in ("fp32", "bf16"):
             assert np.allclose(a, b, rtol=1e-4, atol=1e-3), name
     times = {name: [] for name in LOOPS}
     for r in range(args.rounds):
-        for name in list(LOOPS)[r % 3:] + list(LOOPS)[:r % 3]:  # each loop first in turn
+        for name in list(LOOPS)[r % len(LOOPS):] + list(LOOPS)[:r % len(LOOPS)]:  # each loop first in turn
             f = LOOPS[name]
             start = time.perf_counter()
             step(f, p, cfg, x, *outs[name])
