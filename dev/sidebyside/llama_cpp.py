@@ -2,7 +2,9 @@
 
 Writes the llm.c checkpoint as a float32 GGUF (GPT-2's tokenizer files as gpt-chat has them; the LM
 head tied to wte, as llm.c has it), quantizes it to f16 and q8_0 with llama-quantize,
-then measures, one after the other and --pairs times over (gpt.py, llama-bench, gpt.py, ...):
+then measures, precision by precision, one after the other and --pairs times over (gpt.py
+int8, llama-bench q8_0, gpt.py int8, ...: a host whose speed drifts over minutes moves
+both sides of a ratio alike; each ratio is the median of its pairs' ratios):
 llama-bench's tg128 (128 tokens decoded from an empty context: contexts 0..127) and
 pp64 / pp512 (prefill), and gpt.py's decode at context 64 and prefill at T = 64 / 512,
 medians of rounds, for fp32, bf16, int8 and int4 beside f32, f16, q8_0 and q4_0 (and
@@ -121,72 +123,84 @@ for kind in ("f16", "q8_0", "q4_0", "q4_K_M"):
 PAIRS = (("fp32", "f32"), ("bf16", "f16"), ("int8", "q8_0"), ("int4", "q4_0"))  # gpt.py's type, llama.cpp's of its width
 
 
-def ours():
-    """gpt.py's medians: decode at context 64 (ms/token), prefill 64 and 512 (tokens/s)."""
+def ours(dtype):
+    """gpt.py's medians for one weight type: decode at context 64 (ms/token), prefill 64
+    and 512 (tokens/s)."""
     kernels, result = args.kernels, {}
-    for dtype, _ in PAIRS:
-        ck = checkpoint.load_checkpoint(args.model, dtype)
-        cfg = ck.config
-        acts = model.Activations(cfg, 1, 513)
-        inputs = (np.arange(513, dtype=np.int32) % cfg.vocab_size).reshape(1, -1)
+    ck = checkpoint.load_checkpoint(args.model, dtype)
+    cfg = ck.config
+    acts = model.Activations(cfg, 1, 513)
+    inputs = (np.arange(513, dtype=np.int32) % cfg.vocab_size).reshape(1, -1)
 
-        def decode_ms(acts, context):
-            """The median step at `context`, its cache filled first."""
-            model.gpt2_forward(kernels, ck.params, cfg, acts, inputs, 1, context, last_only=True)
-            steps = []
-            for _ in range(10 * args.rounds):
-                start = time.perf_counter()
-                model.gpt2_forward(kernels, ck.params, cfg, acts, inputs, 1, context + 1, context, True)
-                steps.append(time.perf_counter() - start)
-            return 1e3 * statistics.median(steps)
+    def decode_ms(acts, context):
+        """The median step at `context`, its cache filled first."""
+        model.gpt2_forward(kernels, ck.params, cfg, acts, inputs, 1, context, last_only=True)
+        steps = []
+        for _ in range(10 * args.rounds):
+            start = time.perf_counter()
+            model.gpt2_forward(kernels, ck.params, cfg, acts, inputs, 1, context + 1, context, True)
+            steps.append(time.perf_counter() - start)
+        return 1e3 * statistics.median(steps)
 
-        result[f"decode {dtype}"] = decode_ms(acts, 64)
-        deep = model.Activations(cfg, 1, 513, all_logits=False, kv_dtype=default_kv_dtype(dtype))
-        result[f"decode@512 {dtype}"] = decode_ms(deep, 512)
-        for T in (64, 512):
-            runs = []
-            for _ in range(args.rounds if T == 64 else 2):
-                start = time.perf_counter()
-                model.gpt2_forward(kernels, ck.params, cfg, acts, inputs, 1, T, 0, True)
-                runs.append(time.perf_counter() - start)
-            result[f"pp{T} {dtype}"] = T / statistics.median(runs)
+    result[f"decode {dtype}"] = decode_ms(acts, 64)
+    deep = model.Activations(cfg, 1, 513, all_logits=False, kv_dtype=default_kv_dtype(dtype))
+    result[f"decode@512 {dtype}"] = decode_ms(deep, 512)
+    for T in (64, 512):
+        runs = []
+        for _ in range(args.rounds if T == 64 else 2):
+            start = time.perf_counter()
+            model.gpt2_forward(kernels, ck.params, cfg, acts, inputs, 1, T, 0, True)
+            runs.append(time.perf_counter() - start)
+        result[f"pp{T} {dtype}"] = T / statistics.median(runs)
     return result
 
 
-def theirs():
-    """llama-bench's means: tg128 (ms/token), pp64 and pp512 (tokens/s)."""
-    result = {}
-    for kind, path in files.items():
-        done = subprocess.run([os.path.join(BIN, "llama-bench"), "-m", path, "-t", str(args.threads),
-                               "-p", "0" if kind == "q4_K_M" else "64,512", "-n", "128", "-r", str(args.rounds),
-                               *([] if kind == "q4_K_M" else ["-pg", "512,128"]), "-o", "json"],
-                              check=True, capture_output=True, text=True)
-        for test in json.loads(done.stdout):
-            if test["n_gen"] and test["n_prompt"]:  # -pg: seconds for both, less pp512's, per token
-                pg_seconds = (test["n_prompt"] + test["n_gen"]) / test["avg_ts"]
-                result[f"pg {kind}"] = (pg_seconds, test["n_gen"])
-            elif test["n_gen"]:
-                result[f"decode {kind}"] = 1e3 / test["avg_ts"]
-            else:
-                result[f"pp{test['n_prompt']} {kind}"] = test["avg_ts"]
-        if f"pg {kind}" in result:
-            pg_seconds, n_gen = result.pop(f"pg {kind}")
-            result[f"decode@512 {kind}"] = 1e3 * (pg_seconds - 512 / result[f"pp512 {kind}"]) / n_gen
+def theirs(kind):
+    """llama-bench's means for one type: tg128 (ms/token), pp64 and pp512 (tokens/s)."""
+    result, path = {}, files[kind]
+    done = subprocess.run([os.path.join(BIN, "llama-bench"), "-m", path, "-t", str(args.threads),
+                           "-p", "0" if kind == "q4_K_M" else "64,512", "-n", "128", "-r", str(args.rounds),
+                           *([] if kind == "q4_K_M" else ["-pg", "512,128"]), "-o", "json"],
+                          check=True, capture_output=True, text=True)
+    for test in json.loads(done.stdout):
+        if test["n_gen"] and test["n_prompt"]:  # -pg: seconds for both, less pp512's, per token
+            pg_seconds = (test["n_prompt"] + test["n_gen"]) / test["avg_ts"]
+            result[f"pg {kind}"] = (pg_seconds, test["n_gen"])
+        elif test["n_gen"]:
+            result[f"decode {kind}"] = 1e3 / test["avg_ts"]
+        else:
+            result[f"pp{test['n_prompt']} {kind}"] = test["avg_ts"]
+    if f"pg {kind}" in result:
+        pg_seconds, n_gen = result.pop(f"pg {kind}")
+        result[f"decode@512 {kind}"] = 1e3 * (pg_seconds - 512 / result[f"pp512 {kind}"]) / n_gen
     return result
 
 
-runs = [(ours(), theirs()) for _ in range(args.pairs)]
-mine = {k: statistics.median(a[k] for a, _ in runs) for k in runs[0][0]}
-other = {k: statistics.median(b[k] for _, b in runs) for k in runs[0][1]}
-print(f"{args.threads} threads; each figure the median of {args.pairs} runs, interleaved gpt.py, llama.cpp, gpt.py, ...")
+mine, other, ratio = {}, {}, {}  # medians of the runs; each ratio the median of its pairs'
+for a, b in PAIRS:
+    runs = []
+    for _ in range(args.pairs):
+        runs.append((ours(a), theirs(b)))
+        if a == "int4":  # llama.cpp's K-quant too, beside the same run of int4
+            runs[-1][1].update(theirs("q4_K_M"))
+    for test, faster in (("decode", lambda x, y: y / x), ("decode@512", lambda x, y: y / x),
+                         ("pp64", lambda x, y: x / y), ("pp512", lambda x, y: x / y)):
+        mine[f"{test} {a}"] = statistics.median(r[f"{test} {a}"] for r, _ in runs)
+        other[f"{test} {b}"] = statistics.median(q[f"{test} {b}"] for _, q in runs)
+        ratio[f"{test} {a}"] = statistics.median(faster(r[f"{test} {a}"], q[f"{test} {b}"]) for r, q in runs)
+    if a == "int4":
+        other["decode q4_K_M"] = statistics.median(q["decode q4_K_M"] for _, q in runs)
+        ratio["decode q4_K_M"] = statistics.median(q["decode q4_K_M"] / r["decode int4"] for r, q in runs)
+print(f"{args.threads} threads; each figure the median of {args.pairs} runs, type by type, interleaved gpt.py, llama.cpp, "
+      "gpt.py, ...; each ratio the median of the pairs' ratios")
 print(f"{'':8}{'decode ms/token':>20}{'at depth 512':>14}{'prefill T=64 tok/s':>22}{'prefill T=512 tok/s':>22}")
 for name, r, kinds in (("gpt.py", mine, [a for a, _ in PAIRS]), ("llama.cpp", other, [b for _, b in PAIRS])):
     for kind in kinds:
         print(f"{name + ' ' + kind:16}{r[f'decode {kind}']:12.2f}{r[f'decode@512 {kind}']:14.2f}"
               f"{r[f'pp64 {kind}']:22.0f}{r[f'pp512 {kind}']:22.0f}")
 print(f"{'llama.cpp q4_K_M':16}{other['decode q4_K_M']:12.2f}")
-print(f"gpt.py int4 vs llama.cpp q4_K_M: decode {other['decode q4_K_M'] / mine['decode int4']:.2f}x as fast")
+print(f"gpt.py int4 vs llama.cpp q4_K_M: decode {ratio['decode q4_K_M']:.2f}x as fast")
 for a, b in reversed(PAIRS):
-    print(f"gpt.py {a} vs llama.cpp {b}: decode {other[f'decode {b}'] / mine[f'decode {a}']:.2f}x as fast "
-          f"(at depth 512 {other[f'decode@512 {b}'] / mine[f'decode@512 {a}']:.2f}x), "
-          f"prefill 64 {mine[f'pp64 {a}'] / other[f'pp64 {b}']:.2f}x, 512 {mine[f'pp512 {a}'] / other[f'pp512 {b}']:.2f}x")
+    print(f"gpt.py {a} vs llama.cpp {b}: decode {ratio[f'decode {a}']:.2f}x as fast "
+          f"(at depth 512 {ratio[f'decode@512 {a}']:.2f}x), "
+          f"prefill 64 {ratio[f'pp64 {a}']:.2f}x, 512 {ratio[f'pp512 {a}']:.2f}x")
