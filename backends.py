@@ -146,6 +146,16 @@ def available():
     return [name for name in NAMES if name != "cuda" or cuda.is_available()]
 
 
+# How many spins (x86's `pause`) libgomp's workers wait at a barrier before they sleep: a
+# sleeper's wake-up costs a system call, under a hypervisor an interrupt between virtual
+# CPUs, at each of a decode step's ~100 parallel regions; too many spins and a second
+# busy process on the same cores waits for the spinners. 1000 cost decode nothing on a
+# Zen 5 but doubled an int4 step on an Intel Xeon under KVM, whose `pause` is longer;
+# 2000 to 3000 is where that host's decode came back and two processes at once still ran
+# 1.1-1.3x of 1000's time (dev/system/spin.py)
+SPIN_COUNT = "3000"
+
+
 def load(name, threads=None):
     """Backend `name`, ready to run. threads: the size K of the static pool of numba's
     workers (used by the parallel kernels and by int8's quantization at load), fixed here
@@ -167,10 +177,10 @@ def load(name, threads=None):
         # numba sizes its pool from this variable once, at import; it defaults to the
         # core count and set_num_threads cannot go past it (oversubscription runs)
         os.environ.setdefault("NUMBA_NUM_THREADS", str(threads))
-    # libgomp's workers spin-wait at each barrier by default; with another busy process
-    # on the same cores each spinner burns the time slice its teammate needs. After 1000
-    # spins they sleep (dev/system/spin.py). libgomp reads this once, when numba loads it.
-    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+    # libgomp's workers spin-wait at each barrier by default (300000 spins); with another
+    # busy process on the same cores each spinner burns the time slice its teammate needs.
+    # After SPIN_COUNT spins they sleep. libgomp reads this once, when numba loads it.
+    os.environ.setdefault("GOMP_SPINCOUNT", SPIN_COUNT)
     cache_problem = _temporary_cache_if_needed()
     forget_stale_kernels()
     if name == "parallel":

@@ -181,3 +181,18 @@ def test_a_target_the_user_names_stands():
     """NUMBA_CPU_NAME and NUMBA_CPU_FEATURES (the AVX2 code path on any host) are left as
     they are: no 512-bit register where the features leave AVX-512 out."""
     assert width_probe(NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="") == ("", False)
+
+
+@pytest.mark.parametrize("given", [None, "0", "300000"])
+def test_workers_spin_a_while_at_barriers_unless_the_user_says(given):
+    """backends.load sets libgomp's GOMP_SPINCOUNT (read once, when numba loads libgomp)
+    to backends.SPIN_COUNT where the environment has none, and leaves a user's value."""
+    from gptpy.backends import SPIN_COUNT
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    if given is not None:
+        env["GOMP_SPINCOUNT"] = given
+    code = ("import os, sys; from gptpy import backends; before = 'numba.np.ufunc.omppool' in sys.modules;"
+            "backends.load('parallel'); print(before, os.environ['GOMP_SPINCOUNT'])")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", given or SPIN_COUNT]  # libgomp loads after it is set

@@ -1,14 +1,16 @@
 """How long libgomp's workers spin before they sleep (GOMP_SPINCOUNT), for decode alone
 and for two gpt processes at once on the same cores. Each setting runs in processes of
-its own (libgomp reads the variable once, when it loads), interleaved.
+its own (libgomp reads the variable once, when it loads), interleaved. 300000 is
+libgomp's own default where OMP_WAIT_POLICY is unset (the package sets its own where
+GOMP_SPINCOUNT is unset: backends.load), 0 sleeps at once.
 
-    python dev/system/spin.py [--model M] [--threads K] [--spins default,1000,0] [--dtype fp32|bf16|int8]
+    python dev/system/spin.py [--model M] [--threads K] [--spins 300000,10000,1000,0] [--dtype fp32|bf16|int8|int4]
 """
 import os, statistics, subprocess, sys, time
 import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 
-args = devargs.parse(__doc__, [("--spins", dict(default="default,1000,0")), ("--worker", dict(default=None)),
+args = devargs.parse(__doc__, [("--spins", dict(default="300000,10000,1000,0")), ("--worker", dict(default=None)),
                                ("--dtype", dict(default="fp32", choices=("fp32", "bf16", "int8", "int4")))])
 if args.worker is not None:  # one process: median decode ms/token at context 16
     import numpy as np
@@ -23,11 +25,7 @@ if args.worker is not None:  # one process: median decode ms/token at context 16
     sys.exit()
 
 def env(spin):
-    e = dict(os.environ)
-    e.pop("GOMP_SPINCOUNT", None)
-    if spin != "default":
-        e["GOMP_SPINCOUNT"] = spin
-    return e
+    return {**os.environ, "GOMP_SPINCOUNT": spin}
 
 def decode(spin):
     out = subprocess.run([sys.executable, __file__, "--model", args.model, "--threads", str(args.threads), "--worker", "1",
@@ -53,5 +51,4 @@ for s in spins:
     print(f"GOMP_SPINCOUNT={s:8s} decode at context 16: median {1e3 * statistics.median(res[s]):.2f} ms/token "
           f"{[round(1e3 * x, 2) for x in res[s]]}", flush=True)
 for s in spins:
-    if s != "default":
-        print(f"GOMP_SPINCOUNT={s:8s} two gpt processes at once (62 tokens each): {two_jobs(s):.2f} s", flush=True)
+    print(f"GOMP_SPINCOUNT={s:8s} two gpt processes at once (62 tokens each): {two_jobs(s):.2f} s", flush=True)
