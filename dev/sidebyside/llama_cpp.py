@@ -39,6 +39,9 @@ import numpy as np
 import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 
+# llama.cpp's OpenMP workers run in the environment this script was given, not in the one
+# backends.load makes for gpt.py's (its GOMP_SPINCOUNT, where none was set)
+THEIR_ENV = dict(os.environ)
 args = devargs.parse(__doc__, [("--llama", dict(required=True, help="a llama.cpp checkout, built")),
                                ("--build", dict(default="build", help="its build folder (default: build)")),
                                ("--out", dict(default="/tmp/gptpy_gguf", help="where the .gguf files go")),
@@ -161,7 +164,7 @@ def theirs(kind):
     done = subprocess.run([os.path.join(BIN, "llama-bench"), "-m", path, "-t", str(args.threads),
                            "-p", "0" if kind == "q4_K_M" else "64,512", "-n", "128", "-r", str(args.rounds),
                            *([] if kind == "q4_K_M" else ["-pg", "512,128"]), "-o", "json"],
-                          check=True, capture_output=True, text=True)
+                          check=True, capture_output=True, text=True, env=THEIR_ENV)
     for test in json.loads(done.stdout):
         if test["n_gen"] and test["n_prompt"]:  # -pg: seconds for both, less pp512's, per token
             pg_seconds = (test["n_prompt"] + test["n_gen"]) / test["avg_ts"]
