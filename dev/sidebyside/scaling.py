@@ -26,6 +26,9 @@ import numpy as np
 import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parents[1]))  # dev/: devargs
 import devargs
 
+# llama-bench runs in the environment this script was given, not in the one backends.load
+# makes for gpt.py's (its GOMP_SPINCOUNT, where none was set: llama.cpp uses libgomp too)
+THEIR_ENV = dict(os.environ)
 args = devargs.parse(__doc__, [("--llama", dict(required=True, help="a llama.cpp checkout, built")),
                                ("--build", dict(default="build", help="its build folder (default: build)")),
                                ("--out", dict(default="/tmp/gptpy_gguf", help="where llama_cpp.py wrote the .gguf files")),
@@ -64,7 +67,7 @@ def llama_bench(k, prompts):
     tokens/s)], each rate the mean of REPS repetitions."""
     done = subprocess.run([os.path.join(args.llama, args.build, "bin", "llama-bench"), "-m", gguf, "-t", str(k),
                            "-p", ",".join(map(str, prompts)), "-n", "0", "-r", str(REPS), "-o", "json"],
-                          check=True, capture_output=True, text=True)
+                          check=True, capture_output=True, text=True, env=THEIR_ENV)
     return [(test["n_prompt"], test["avg_ts"]) for test in json.loads(done.stdout)]
 
 
