@@ -146,13 +146,12 @@ def available():
     return [name for name in NAMES if name != "cuda" or cuda.is_available()]
 
 
-# How many spins (x86's `pause`) libgomp's workers wait at a barrier before they sleep: a
-# sleeper's wake-up costs a system call, under a hypervisor an interrupt between virtual
-# CPUs, at each of a decode step's ~100 parallel regions; too many spins and a second
-# busy process on the same cores waits for the spinners. 1000 cost decode nothing on a
-# Zen 5 but doubled an int4 step on an Intel Xeon under KVM, whose `pause` is longer;
-# 2000 to 3000 is where that host's decode came back and two processes at once still ran
-# 1.1-1.3x of 1000's time (dev/system/spin.py)
+# How many spins libgomp's workers wait at a barrier before they sleep: a sleeper's
+# wake-up costs a system call, under a hypervisor an interrupt between virtual CPUs, at
+# each of a decode step's parallel regions; too many spins and a second busy process on
+# the same cores waits for the spinners. Spins are counted, not timed: 1000 cost decode
+# nothing on a Zen 5 but doubled an int4 step on an Intel Xeon under KVM, where from 2000
+# on decode came back and two processes at once slowed little (dev/system/spin.py)
 SPIN_COUNT = "3000"
 
 

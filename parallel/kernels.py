@@ -291,9 +291,9 @@ def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K, OB, CH=TILE_CHANNELS
 
 # How far ahead of its dot product decoding's float matvec asks for a row's cache lines:
 # a worker's rows are one stream, which the hardware prefetchers follow too late from one
-# 4 KB page to the next; 2 to 8 KB ahead read a step's weights 1.10-1.17x (float32) and
-# 1.14-1.31x (bfloat16) faster on an Intel Xeon, natively and with AVX2 code, 4 KB the
-# best for both (dev/matmul/matvec_rows.py)
+# 4 KB page to the next; 2, 4 and 8 KB ahead all read a step's weights faster, float32
+# and bfloat16, natively and with AVX2 code, within a few percent of each other
+# (dev/matmul/matvec_rows.py)
 FLOAT_PREFETCH_BYTES = 4096
 
 

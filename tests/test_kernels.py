@@ -105,7 +105,6 @@ def test_both_prefill_tiles_give_the_product(rows, channels, dtype, B, T, C, OC,
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(C))
 
 
-
 @pytest.mark.parametrize("dtype", ["fp32", "bf16", "int8"])
 @pytest.mark.parametrize("workers", [1, 2, 3])
 @pytest.mark.parametrize("B,T,C,OC", [(1, 1, 20, 7), (2, 3, 36, 131), (1, 2, 1030, 9), (1, 1, 768, 200)])
@@ -124,6 +123,7 @@ def test_the_decoding_matvec_gives_the_product(dtype, workers, B, T, C, OC):
     _matmul_forward(out, inp, weight, bias, B, T, C, OC, workers, 64)
     expected = inp.astype(np.float64) @ values.T.astype(np.float64) + bias
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(C))
+
 
 @pytest.mark.parametrize("B,T,C,NH", SHAPES + [(1, 23, 36, 3), (2, 18, 12, 4)])  # prefill's paths: >= 16 queries
 def test_attention_forward(kernels, B, T, C, NH):
