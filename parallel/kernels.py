@@ -265,7 +265,7 @@ def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K, OB, CH=TILE_CHANNELS
             lo, hi = chunk(OC, K, w)
             for b in range(B):
                 for o in range(lo, hi):
-                    _prefetch_ahead(weight, o, hi, C)
+                    _prefetch_ahead(weight, o, hi, C, FLOAT_PREFETCH_BYTES)
                     _dot_rows(out, inp, weight, bias, b, o, o, 0, T, C)
         return
     sink = np.zeros(K, np.float32)  # _read_in_order's sums: stored, so that they are computed
@@ -297,23 +297,23 @@ def _matmul_forward(out, inp, weight, bias, B, T, C, OC, K, OB, CH=TILE_CHANNELS
 FLOAT_PREFETCH_BYTES = 4096
 
 
-def _prefetch_ahead(weight, o, hi, C):
-    """Asks for the cache lines of a float32 or bfloat16 weight FLOAT_PREFETCH_BYTES past
-    the start of row o, one row's worth, and none past the end of row hi - 1 (the end of
+def _prefetch_ahead(weight, o, hi, C, ahead_bytes):
+    """Asks for the cache lines of a float32 or bfloat16 weight ahead_bytes past the start
+    of row o, one row's worth, and none past the end of row hi - 1 (the end of
     the worker's rows); nothing for int8 and int4 weights (pairs of arrays), whose matvec
     prefetches in its LLVM IR (weights.PREFETCH_BYTES)."""
 
 
 @overload(_prefetch_ahead, inline="always")
-def _prefetch_ahead_typed(weight, o, hi, C):
+def _prefetch_ahead_typed(weight, o, hi, C, ahead_bytes):
     if isinstance(weight, types.Array) and weight.ndim == 2 and weight.layout == "C":
-        def ahead(weight, o, hi, C):
+        def ahead(weight, o, hi, C, ahead_bytes):
             values = weight.reshape(-1)
-            start = o * C + FLOAT_PREFETCH_BYTES // weight.itemsize
+            start = o * C + ahead_bytes // weight.itemsize
             for i in range(start, min(start + C, hi * C), 64 // weight.itemsize):
                 prefetch(values, i)
         return ahead
-    return lambda weight, o, hi, C: None
+    return lambda weight, o, hi, C, ahead_bytes: None
 
 
 @njit(cache=True, inline="always")

@@ -21,7 +21,8 @@ import devargs
 
 args = devargs.parse(__doc__, [("--rounds", dict(type=devargs.at_least_one, default=21, help="rounds (default: 21)"))])
 from gptpy.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
-from gptpy.parallel.kernels import FLOAT_PREFETCH_BYTES, _bias_at, _dot_rows, _prefetch_ahead, chunk, prefetch  # noqa: E402
+from gptpy.parallel.kernels import (FLOAT_PREFETCH_BYTES, MAX_BLOCK_ROWS, _bias_at, _dot_rows,  # noqa: E402
+                                   _matmul_forward, _prefetch_ahead, chunk)
 from gptpy.weights import weight_at  # noqa: E402
 
 K = args.threads
@@ -38,13 +39,8 @@ def one_row(out, inp, weight, bias, C, OC, K):
             _dot_rows(out, inp, weight, bias, 0, o, o, 0, 1, C)
 
 
-@jit
 def package(out, inp, weight, bias, C, OC, K):
-    for w in prange(K):
-        lo, hi = chunk(OC, K, w)
-        for o in range(lo, hi):
-            _prefetch_ahead(weight, o, hi, C)
-            _dot_rows(out, inp, weight, bias, 0, o, o, 0, 1, C)
+    _matmul_forward(out, inp, weight, bias, 1, 1, C, OC, K, MAX_BLOCK_ROWS)
 
 
 def prefetched(ahead_bytes):
@@ -53,11 +49,8 @@ def prefetched(ahead_bytes):
     def loop(out, inp, weight, bias, C, OC, K):
         for w in prange(K):
             lo, hi = chunk(OC, K, w)
-            values = weight.reshape(-1)
             for o in range(lo, hi):
-                start = o * C + ahead_bytes // weight.itemsize
-                for i in range(start, min(start + C, hi * C), 64 // weight.itemsize):
-                    prefetch(values, i)
+                _prefetch_ahead(weight, o, hi, C, ahead_bytes)
                 _dot_rows(out, inp, weight, bias, 0, o, o, 0, 1, C)
     return loop
 
