@@ -20,11 +20,13 @@ from .model import Generator
 from .random_model import random_pieces
 from .sampler import Sampler
 
-# channels in whole blocks, so that the int16 x int8 (int4) products compile too; and
-# not, for the float32 tiles that int8 and int4 weights take otherwise
-SMALL = GPT2Config(max_seq_len=16, vocab_size=64, padded_vocab_size=128, num_layers=1, num_heads=2, channels=32)
+# channels in whole blocks, so that the int16 x int8 (int4) products compile too (and,
+# with 48 positions, AMX's tiles, which take int8 and int4 from 32: parallel.kernels);
+# and not, for the float32 tiles that int8 and int4 weights take otherwise
+SMALL = GPT2Config(max_seq_len=48, vocab_size=64, padded_vocab_size=128, num_layers=1, num_heads=2, channels=32)
 PARTIAL_BLOCKS = GPT2Config(max_seq_len=16, vocab_size=64, padded_vocab_size=128, num_layers=1, num_heads=3,
                             channels=36)
+LONG_PROMPT = 32  # positions of a second prompt: prefill's every matmul path
 
 
 def main():
@@ -39,6 +41,9 @@ def main():
                 for kv_dtype in KV_DTYPES:
                     for recompute in (False, True):
                         list(Generator(backend.kernels, checkpoint, 10, recompute, kv_dtype=kv_dtype).complete([1, 2]))
+                        if config.max_seq_len > LONG_PROMPT:
+                            long = Generator(backend.kernels, checkpoint, LONG_PROMPT + 2, recompute, kv_dtype=kv_dtype)
+                            list(long.complete(list(range(1, LONG_PROMPT + 1))))
         list(Generator(backend.kernels, checkpoint, 10, sampler=Sampler(0.8, 40, 0.95, 1)).complete([1, 2]))
         serial = backends.load("serial")  # --backend serial, llm.c's reference: it always recomputes
         for dtype in ("fp32", "bf16", "int8", "int4"):

@@ -55,6 +55,14 @@ def _as_float32(typingctx, bits):
     return types.float32(types.uint32), codegen
 
 
+@intrinsic
+def float32_bits(typingctx, value):
+    """The bits (uint32) of the float32 `value`."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.uint32(types.float32), codegen
+
+
 def _vector(element, n):
     return ir.VectorType(element, n)
 

@@ -25,8 +25,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from ..dtypes import QBLOCK
-from ..weights import (_as_float32, activations_int16_size, as_float, dot_blocks_int16, prefetch_ir, round_activations,
-                       rows_for_tiles, scratch_for, stored, weight_at)
+from ..weights import (_as_float32, activations_int16_size, as_float, dot_blocks_int16, float32_bits,
+                       prefetch_ir, round_activations, rows_for_tiles, scratch_for, stored, weight_at)
+from . import amx
 from .tile import WIDTH, dots_3x4, products_4xw, target_has_32_vector_registers, tile_blocks_int16, tile_rows
 
 jit = njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
@@ -189,7 +190,15 @@ def matmul_forward(out, inp, weight, bias, B, T, C, OC):
     decoding (T < 4) by _matvec_quantized, prefill by _matmul_quantized's tiles, after a
     parallel region that rounds the positions. The results move by at most 1.5e-5 of the
     largest input times the row's absolute sum, far below the weights' own rounding. A
-    prefill with an inf or a NaN in its inputs takes the float32 path whole."""
+    prefill with an inf or a NaN in its inputs takes the float32 path whole. On a CPU
+    with AMX (parallel/amx.py), prefill with bfloat16, int8 and int4 weights runs on its
+    tiles instead (_amx_takes says from how many positions): the inputs split into two
+    bfloat16s, the products summed in float32 (_matmul_amx)."""
+    if _amx_takes(weight, T, C, OC):
+        high, low = amx_inputs(B, T, C)
+        if _split_bf16(high, low, inp, B, T, C, _pool()):
+            _matmul_amx(out, high, low, weight, bias, B, T, C, OC, _pool(), AMX_CONFIG)
+            return
     if isinstance(weight, tuple) and C % QBLOCK == 0:
         q, scales = weight
         if T < 4:
@@ -457,6 +466,7 @@ def _tile_3x4_typed(out, inp, weight, bias, b, o, r, t, C):
 
 INT16_MAX = np.float32(32767.0)
 EXPONENT_BITS = np.uint32(0x7F800000)  # all ones: inf or NaN
+U32 = np.uint32
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")
@@ -563,6 +573,195 @@ def _matmul_quantized(out, xq, row_scale, q, scales, bias, B, T, C, OC, K, OB):
                     _dot_pairs(out, xq, row_scale, q, scales, bias, b, t, ob, oe, blocks)
             for t in range(T):
                 _dot_pairs(out, xq, row_scale, q, scales, bias, b, t, tiles_end, hi, blocks)
+
+
+# AMX (parallel/amx.py): the tiles' numbers, and how many positions make it worth them
+INPUTS_HIGH, INPUTS_LOW, ROWS_HIGH, ROWS_LOW = 4, 5, 6, 7  # the sums: tiles 0-3, one per group of 16 rows
+AMX_GROUPS = 4  # groups of TILE_ROWS output channels a worker's tiles sum at once
+# From how many positions AMX is the faster (dev/matmul/amx.py): bfloat16 weights go as
+# they are, int8 and int4 rows are decoded into two bfloat16s first, which costs more
+# than their vector tiles below 32 positions
+AMX_MIN_POSITIONS_BF16, AMX_MIN_POSITIONS_INT = 4, 32
+AMX_CONFIG = amx.tile_config()
+
+
+def _amx_takes(weight, T, C, OC):
+    """Whether _matmul_amx computes this matmul: bfloat16 weights from 4 positions on,
+    int8 and int4 from 32 (not float32, the exact type, whose values bfloat16 would
+    round), of whole tiles' channels and rows."""
+    if not amx.AVAILABLE or T < AMX_MIN_POSITIONS_BF16:  # decoding: no more to ask
+        return False
+    if isinstance(weight, tuple):
+        enough = T >= AMX_MIN_POSITIONS_INT
+    else:
+        enough = weight.dtype == np.uint16
+    return enough and C % amx.TILE_CHANNELS == 0 and OC % amx.TILE_ROWS == 0
+
+
+def amx_inputs(B, T, C):
+    """The zeroed arrays _split_bf16 writes inp (B,T,C) into: two (B, TG, KB, 16, 32)
+    uint16, TG = T / 16 rounded up (the extra positions zeros), KB = C / 32."""
+    shape = (B, -(-T // amx.TILE_ROWS), C // amx.TILE_CHANNELS, amx.TILE_ROWS, amx.TILE_CHANNELS)
+    return np.zeros(shape, np.uint16), np.zeros(shape, np.uint16)
+
+
+@njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+def _split(x):
+    """A finite x as two bfloat16s' bits: high = x cut to bfloat16 (its top 16 bits),
+    low = the rest (exact in float32, below 2^-7 |x|) rounded, their sum within 2^-16
+    of x. Shifts and one add in 32 bits (each result wrapped in uint32: numba's integer
+    arithmetic is 64-bit, and its 64-bit lanes ran at half the speed), which LLVM
+    vectorizes."""
+    high = U32(float32_bits(x) >> U32(16))
+    rest = float32_bits(x - _as_float32(U32(high << U32(16))))
+    return np.uint16(high), np.uint16(U32(rest + U32(0x8000)) >> U32(16))
+
+
+@njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+def _rounded(x):
+    """A finite x rounded to the nearest bfloat16 (ties to even), as bits; integer
+    arithmetic only, as _split's."""
+    bits = float32_bits(x)
+    return np.uint16(U32(U32(bits + U32(0x7FFF)) + U32(U32(bits >> U32(16)) & U32(1))) >> U32(16))
+
+
+@jit
+def _split_bf16(high, low, inp, B, T, C, K):
+    """inp (B,T,C) into amx_inputs' arrays, as tdpbf16ps's second operand: for position
+    t = 16 tg + p and channel c = 32 kb + 2 k + j, [b, tg, kb, k, 2 p + j] holds its
+    high part in `high` and its low part in `low` (_split). False if inp holds an inf or
+    a NaN (the low part would be a NaN), which the callers leave to the float32 path."""
+    finite = np.ones(K, np.bool_)
+    for w in prange(K):
+        lo, hi = chunk(B * T, K, w)
+        for bt in range(lo, hi):
+            b, t = bt // T, bt % T
+            tg, p = t // amx.TILE_ROWS, t % amx.TILE_ROWS
+            bits = inp[b, t].view(np.uint32)
+            for c in range(C):
+                if bits[c] & EXPONENT_BITS == EXPONENT_BITS:
+                    finite[w] = False
+            for c in range(C):
+                kb, k, j = c // amx.TILE_CHANNELS, c % amx.TILE_CHANNELS // 2, c % 2
+                high[b, tg, kb, k, 2 * p + j], low[b, tg, kb, k, 2 * p + j] = _split(inp[b, t, c])
+    return finite.all()
+
+
+def _amx_rows(weight, lo, hi, scratch):
+    """(high, low, first, split): the weight's rows [lo, hi) as bfloat16 rows for the
+    tiles, row o being high[o - first], plus low[o - first] where split. A bfloat16
+    weight is read as it is (first = 0). int8 and int4 rows are decoded into scratch
+    (2, rows, C) uint16, first = lo: int8's values _split into two bfloat16s (one,
+    rounded, would add 4% to the int8 rounding's own error), int4's rounded to one
+    (it adds 0.01% to int4's; dev/matmul/amx.py measures both)."""
+
+
+@overload(_amx_rows, inline="always")
+def _amx_rows_typed(weight, lo, hi, scratch):
+    if not isinstance(weight, types.BaseTuple):
+        return lambda weight, lo, hi, scratch: (weight, weight, 0, False)
+    if weight[0].dtype == types.uint8:
+        def int4(weight, lo, hi, scratch):
+            values = np.empty((1, scratch.shape[2]), np.float32)
+            for o in range(lo, hi):  # decoded to float32 first, one row, by rows_for_tiles' vectorized loop
+                rows_for_tiles(weight, o, o + 1, values)
+                row, high = values[0], scratch[0, o - lo]
+                for c in range(row.shape[0]):
+                    high[c] = _rounded(row[c])
+            return scratch[0], scratch[0], lo, False
+        return int4
+
+    def int8(weight, lo, hi, scratch):
+        q, scales = weight
+        n = q.shape[1] // max(scales.shape[1], 1)  # QBLOCK, as a number LLVM does not unroll (rows_for_tiles)
+        for o in range(lo, hi):
+            row, high, low = q[o], scratch[0, o - lo], scratch[1, o - lo]
+            for j in range(scales.shape[1]):  # views of a block, which LLVM vectorizes (a 2-D index it does not)
+                d = scales[o, j]
+                block, block_high, block_low = row[j * n:(j + 1) * n], high[j * n:(j + 1) * n], low[j * n:(j + 1) * n]
+                for k in range(n):
+                    block_high[k], block_low[k] = _split(np.float32(block[k]) * d)
+        return scratch[0], scratch[1], lo, True
+    return int8
+
+
+def _amx_scratch(weight, rows, C):
+    """The uint16 scratch _amx_rows needs for `rows` rows of C channels of this weight."""
+
+
+@overload(_amx_scratch, inline="always")
+def _amx_scratch_typed(weight, rows, C):
+    if isinstance(weight, types.BaseTuple):
+        return lambda weight, rows, C: np.empty((2, rows, C), np.uint16)
+    return lambda weight, rows, C: np.empty((2, 0, 0), np.uint16)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _multiply_group(g, rows_high, rows_low, row, stride, split):
+    """Sums tile g (a literal: the tile's number) += a group's 16 rows, from byte `row`
+    of rows_high (and rows_low where split), 32 channels of them, times the 16
+    positions' inputs in tiles INPUTS_HIGH and INPUTS_LOW: the high rows by both parts,
+    the low rows by the high part."""
+    amx.load_tile(ROWS_HIGH, rows_high, row, stride)
+    amx.dot_tiles_bf16(g, ROWS_HIGH, INPUTS_HIGH)
+    amx.dot_tiles_bf16(g, ROWS_HIGH, INPUTS_LOW)
+    if split:
+        amx.load_tile(ROWS_LOW, rows_low, row, stride)
+        amx.dot_tiles_bf16(g, ROWS_LOW, INPUTS_HIGH)
+
+
+@jit
+def _matmul_amx(out, high, low, weight, bias, B, T, C, OC, K, config):
+    """out (B,T,OC) = inp @ weight.T + bias on AMX's tiles, inp split into the bfloat16
+    parts high and low (_split_bf16). Each worker takes its output channels AMX_GROUPS
+    groups of 16 at a time (_amx_rows: int8's and int4's decoded into the worker's
+    scratch, in L2) and sweeps them with every 16 positions: per 32 channels, both parts
+    of the 16 positions loaded once into tiles, then each group's rows, which multiply
+    both (two tdpbf16ps into the same float32 sums; a third, the rows' low part by the
+    inputs' high, where the weight is int8), and the sums stored, plus the bias. The
+    products are those of the inputs to 2^-16 and of the rows _amx_rows gives, summed in
+    float32: a bfloat16 weight's exactly, int8's to 2^-16, int4's rounded to bfloat16."""
+    groups, KB, TG = OC // amx.TILE_ROWS, C // amx.TILE_CHANNELS, high.shape[1]
+    stride, tile = C * 2, amx.TILE_ROWS * amx.TILE_BYTES  # bytes of a weight row, of a tile
+    group = amx.TILE_ROWS * stride  # bytes of a group's rows
+    for w in prange(K):
+        g0, g1 = chunk(groups, K, w)
+        if g0 == g1:
+            continue
+        amx.load_tile_config(config)
+        scratch = _amx_scratch(weight, AMX_GROUPS * amx.TILE_ROWS, C)
+        sums = np.empty((AMX_GROUPS, amx.TILE_ROWS, amx.TILE_ROWS), np.float32)
+        for gc in range(g0, g1, AMX_GROUPS):
+            n, o0 = min(AMX_GROUPS, g1 - gc), gc * amx.TILE_ROWS
+            rows_high, rows_low, first, split = _amx_rows(weight, o0, o0 + n * amx.TILE_ROWS, scratch)
+            for b in range(B):
+                for tg in range(TG):
+                    amx.zero_tile(0)
+                    amx.zero_tile(1)
+                    amx.zero_tile(2)
+                    amx.zero_tile(3)
+                    for kb in range(KB):
+                        at = ((b * TG + tg) * KB + kb) * tile
+                        amx.load_tile(INPUTS_HIGH, high, at, amx.TILE_BYTES)
+                        amx.load_tile(INPUTS_LOW, low, at, amx.TILE_BYTES)
+                        row = (o0 - first) * stride + kb * amx.TILE_BYTES  # group 0's first row, these channels
+                        _multiply_group(0, rows_high, rows_low, row, stride, split)
+                        if n > 1:
+                            _multiply_group(1, rows_high, rows_low, row + group, stride, split)
+                        if n > 2:
+                            _multiply_group(2, rows_high, rows_low, row + 2 * group, stride, split)
+                        if n > 3:
+                            _multiply_group(3, rows_high, rows_low, row + 3 * group, stride, split)
+                    amx.store_tile(0, sums, 0, amx.TILE_BYTES)  # sums[g, r, p]: row o0 + 16 g + r, position 16 tg + p
+                    amx.store_tile(1, sums, tile, amx.TILE_BYTES)
+                    amx.store_tile(2, sums, 2 * tile, amx.TILE_BYTES)
+                    amx.store_tile(3, sums, 3 * tile, amx.TILE_BYTES)
+                    for p in range(min(amx.TILE_ROWS, T - tg * amx.TILE_ROWS)):
+                        for g in range(n):
+                            for r in range(amx.TILE_ROWS):
+                                o = o0 + g * amx.TILE_ROWS + r
+                                out[b, tg * amx.TILE_ROWS + p, o] = stored(out, sums[g, r, p] + _bias_at(bias, o))
+        amx.release_tiles()
 
 
 @njit(cache=True, fastmath=True, error_model="numpy", inline="always")
