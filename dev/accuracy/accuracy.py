@@ -1,11 +1,14 @@
-"""How far bf16 and int8 weights move the logits from fp32's: max |logit difference| and
+"""How far bf16, int8 and int4 weights move the logits from fp32's: max |logit difference| and
 the mean KL divergence KL(fp32 || dtype) of the next-token distribution, over every
 position of a few prompts. Generated models hold bfloat16-exact values (there bf16 is exact), so the
 weights here are perturbed by a relative 1e-3 first, off the bfloat16 grid: GPT-2-like
 (the generator's scales) and lively (qkvw x8, fcw x32: attention and GELU off their flat
 ranges), with the generator's confident final gain or without it.
 
-    python dev/accuracy/accuracy.py [--threads K] [--layers L]
+On a CPU with AMX the parallel backend's prefill runs the bf16, int8 and int4 matmuls on
+its tiles (parallel/amx.py); --without-amx measures its vector tiles instead.
+
+    python dev/accuracy/accuracy.py [--threads K] [--layers L] [--without-amx]
 """
 import os, tempfile
 import numpy as np
@@ -13,7 +16,12 @@ import sys as _sys, pathlib as _pathlib; _sys.path.insert(0, str(_pathlib.Path(_
 import devargs
 from gptpy import checkpoint, model, random_model
 
-args = devargs.parse(__doc__, [("--layers", dict(type=int, default=12))])
+args = devargs.parse(__doc__, [("--layers", dict(type=int, default=12)),
+                               ("--without-amx", dict(action="store_true", help="the vector tiles, not AMX's"))])
+if args.without_amx:
+    from gptpy.parallel import amx
+    amx.AVAILABLE = False
+DTYPES = ("bf16", "int8", "int4")
 config = checkpoint.GPT2Config(1024, 50257, 50304, args.layers, 12, 768)
 prompts = [np.random.default_rng(s).integers(0, 50257, 64).astype(np.int32) for s in range(3)]
 
@@ -33,7 +41,7 @@ def log_softmax(z):
     return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
-print(f"{'model':28s} {'logit sd':>9s}" + "".join(f" {d + ' max |dlogit|':>18s} {d + ' mean KL':>13s}" for d in ("bf16", "int8")))
+print(f"{'model':28s} {'logit sd':>9s}" + "".join(f" {d + ' max |dlogit|':>18s} {d + ' mean KL':>13s}" for d in DTYPES))
 for lively in (False, True):
     for confident in (False, True):
         params = random_model.random_params(config, seed=1, confident=confident)
@@ -47,7 +55,7 @@ for lively in (False, True):
             path = os.path.join(folder, "m.bin")
             checkpoint.write_checkpoint(path, config, params, 3)
             fp32 = logits_of(path, "fp32")
-            others = {d: logits_of(path, d) for d in ("bf16", "int8")}
+            others = {d: logits_of(path, d) for d in DTYPES}
         label = ("lively" if lively else "GPT-2-like") + (", confident" if confident else "")
         line = f"{label:28s} {fp32.std():9.2f}"
         for d, logits in others.items():
