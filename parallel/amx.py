@@ -30,7 +30,7 @@ from numba import types
 from numba.core.errors import RequireLiteralValue
 from numba.extending import intrinsic
 
-TILE_ROWS = 16  # a tile's rows: positions of a (the inputs), pairs of channels of b
+TILE_ROWS = 16  # a tile's rows: of a, 16 weight rows; of b, 16 pairs of channels; of c, their 16 rows of sums
 TILE_BYTES = 64  # a row's bytes: 32 bfloat16s, or 16 float32 sums of c
 TILE_CHANNELS = TILE_BYTES // 2  # the input channels one tdpbf16ps multiplies
 
