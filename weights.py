@@ -192,6 +192,41 @@ def _int4_pair(builder, q_row, s_row, x, g, single):
     return _int4_products(builder, values, x, g), scales
 
 
+@intrinsic
+def decode_int4_row(typingctx, values, packed, scales, o):
+    """values[:32 nb] = row o of the int4 weight (packed, scales) as float32, nb =
+    scales.shape[1] blocks: each block's 16 bytes zero-extended, their low nibbles
+    (values 0-15) and high nibbles (16-31) side by side in one 32-lane vector, less 8,
+    times the block's bfloat16 scale widened. numba's loop over the blocks took a view
+    of each block's 16 bytes and ran a loop of 16, whose setup cost more than its work
+    (dev/matmul/int4_decode.py)."""
+    def codegen(context, builder, signature, args):
+        i8, i16, i32, f32 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.FloatType()
+        out_type, packed_type, scales_type, _ = signature.args
+        out = context.make_array(out_type)(context, builder, args[0])
+        q = context.make_array(packed_type)(context, builder, args[1])
+        s = context.make_array(scales_type)(context, builder, args[2])
+        q_row, s_row = row_pointer(builder, q, args[3]), row_pointer(builder, s, args[3])
+        blocks = cgutils.unpack_tuple(builder, s.shape, 2)[1]
+        destination = builder.bitcast(out.data, f32.as_pointer())
+        lanes = lambda value, n=QBLOCK: ir.Constant(_vector(i32, n), [value] * n)  # noqa: E731
+        with cgutils.for_range(builder, blocks) as loop:
+            j = loop.index
+            bytes_ = _load(builder, q_row, builder.mul(j, ir.Constant(j.type, HALF_BLOCK)), _vector(i8, HALF_BLOCK))
+            words = builder.zext(bytes_, _vector(i32, HALF_BLOCK))
+            low = builder.and_(words, lanes(15, HALF_BLOCK))
+            high = builder.lshr(words, lanes(4, HALF_BLOCK))
+            nibbles = builder.shuffle_vector(low, high, ir.Constant(_vector(i32, QBLOCK), list(range(QBLOCK))))
+            centred = builder.sitofp(builder.sub(nibbles, lanes(8)), _vector(f32, QBLOCK))
+            bits = builder.load(builder.gep(builder.bitcast(s_row, i16.as_pointer()), [j]))
+            scale = builder.bitcast(builder.shl(builder.zext(bits, i32), ir.Constant(i32, 16)), f32)
+            block = builder.fmul(centred, _splat(builder, scale, QBLOCK))
+            start = builder.gep(destination, [builder.mul(j, ir.Constant(j.type, QBLOCK))])
+            builder.store(block, builder.bitcast(start, _vector(f32, QBLOCK).as_pointer()), align=4)
+        return context.get_dummy_value()
+    return types.void(values, packed, scales, o), codegen
+
+
 def row_pointer(builder, array, o):
     """An i8 pointer to the first byte of row o of a 2-D array (numba's array struct)."""
     stride = cgutils.unpack_tuple(builder, array.strides, 2)[0]
@@ -405,8 +440,9 @@ def rows_for_tiles(weight, lo, hi, scratch):
     """(rows, first): where prefill's tiles read the weight's rows [lo, hi), row o being
     rows[o - first]. An int4 weight's are decoded into scratch (float32, at least hi - lo
     rows of 32 ceil(C / 32)), first = lo: unpacking a nibble costs more than a tile's
-    multiply-adds, so it is done once for all the positions that the rows meet. Any other
-    type is read as it is, first = 0 (its weight_at vectorizes in the tiles)."""
+    multiply-adds, so it is done once for all the positions that the rows meet, a row at a
+    time by decode_int4_row. Any other type is read as it is, first = 0 (its weight_at
+    vectorizes in the tiles)."""
     return weight, 0
 
 
@@ -417,19 +453,8 @@ def _rows_for_tiles(weight, lo, hi, scratch):
 
     def decode(weight, lo, hi, scratch):
         packed, scales = weight
-        # a block's HALF_BLOCK bytes, as a number LLVM does not know: a loop of a known 16
-        # iterations it unrolls into scalar code, one of n it vectorizes (dev/matmul/int4_decode.py)
-        n = packed.shape[1] // max(scales.shape[1], 1)
         for r in range(hi - lo):
-            for j in range(scales.shape[1]):  # 1-D views of the block: LLVM vectorizes these, not the 2-D index
-                d = bf16_to_float(scales[lo + r, j])
-                block = packed[lo + r, j * n:(j + 1) * n]
-                low = scratch[r, 2 * j * n:(2 * j + 1) * n]
-                high = scratch[r, (2 * j + 1) * n:(2 * j + 2) * n]
-                for k in range(n):
-                    byte = np.int32(block[k])
-                    low[k] = np.float32((byte & np.int32(15)) - np.int32(8)) * d
-                    high[k] = np.float32((byte >> np.int32(4)) - np.int32(8)) * d
+            decode_int4_row(scratch[r], packed, scales, lo + r)
         return scratch, lo
     return decode
 

@@ -115,6 +115,29 @@ def test_both_prefill_tiles_read_int4_rows_decoded(rows, channels, B, T, C, OC):
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(C))
 
 
+@pytest.mark.parametrize("C", [QBLOCK, 36, 5, 768])
+def test_an_int4_row_decodes_to_exactly_its_dequantized_values(C):
+    """weights.decode_int4_row (LLVM IR), which prefill's float32 tiles and AMX's int4
+    rows read: every value exactly numpy's level x scale, a partial last block's padding
+    as zeros, and nothing past the row's blocks written."""
+    from numba import njit
+    from gptpy.weights import decode_int4_row
+
+    @njit
+    def decode(out, packed, scales):
+        for o in range(out.shape[0]):
+            decode_int4_row(out[o, :-1], packed, scales, o)
+
+    rng = np.random.default_rng(C)
+    w = rand(rng, 9, C) * rng.uniform(1e-3, 1e3, (9, 1)).astype(np.float32)
+    packed, scales = quantize_int4(w)
+    nb = scales.shape[1]
+    out = np.full((9, nb * QBLOCK + 1), np.nan, np.float32)
+    decode(out, packed, scales)
+    assert np.array_equal(out[:, :C], dequantize4(packed, scales, C))
+    assert not out[:, C:-1].any() and np.isnan(out[:, -1]).all()
+
+
 @pytest.mark.parametrize("C", [32, 64, 96, 160])  # blocks: 1, 2, 3, 5 (an odd last one pairs with zeros)
 def test_decodings_int4_activations_are_laid_out_as_the_nibbles_unpack(C):
     """weights.round_activations for int4: per pair of blocks, values 0-15 of each, then

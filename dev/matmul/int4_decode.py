@@ -1,7 +1,8 @@
-"""Prefill's int4 rows decoded to float32 (weights.rows_for_tiles): how fast, against a
-copy written with the block's 16 bytes as a constant (which LLVM unrolls into scalar
-code), and how many vector instructions each compiles to; then a 124M prefill matmul
-(fc and fcproj, T = 64) in fp32, int8 and int4.
+"""Prefill's int4 rows decoded to float32 (weights.rows_for_tiles, by the LLVM IR of
+weights.decode_int4_row): how fast, against numba's loops it replaced (a view of each
+block's 16 bytes and a loop of 16 of unknown length, and that loop written with 16 as a
+constant, which LLVM unrolls into scalar code), and how many vector instructions each
+compiles to; then a 124M prefill matmul (fc and fcproj, T = 64) in fp32, int8 and int4.
 
     python dev/matmul/int4_decode.py [--model M] [--threads K]
 """
@@ -21,6 +22,23 @@ args = devargs.parse(__doc__)
 def promoted(weight, scratch, OC):
     for ob in range(0, OC, 64):
         rows_for_tiles(weight, ob, min(ob + 64, OC), scratch)
+
+
+@njit(fastmath=True, cache=True, error_model="numpy")
+def block_views(weight, scratch, OC):
+    packed, scales = weight
+    n = packed.shape[1] // max(scales.shape[1], 1)  # a block's bytes, as a number LLVM does not unroll
+    for ob in range(0, OC, 64):
+        for r in range(min(64, OC - ob)):
+            for j in range(scales.shape[1]):
+                d = bf16_to_float(scales[ob + r, j])
+                block = packed[ob + r, j * n:(j + 1) * n]
+                low = scratch[r, 2 * j * n:(2 * j + 1) * n]
+                high = scratch[r, (2 * j + 1) * n:(2 * j + 2) * n]
+                for k in range(n):
+                    byte = np.int32(block[k])
+                    low[k] = np.float32((byte & np.int32(15)) - np.int32(8)) * d
+                    high[k] = np.float32((byte >> np.int32(4)) - np.int32(8)) * d
 
 
 @njit(fastmath=True, cache=True, error_model="numpy")
@@ -45,7 +63,7 @@ for OC, C in ((3072, 768), (768, 3072)):
     w = rng.standard_normal((OC, C)).astype(np.float32)
     int4 = quantize_int4(w)
     scratch = np.empty((64, C), np.float32)
-    for name, f in (("rows_for_tiles", promoted), ("16 as a constant", constant_block)):
+    for name, f in (("rows_for_tiles", promoted), ("block views", block_views), ("16 as a constant", constant_block)):
         ms = median_ms(lambda: f(int4, scratch, OC))
         asm = list(f.inspect_asm().values())[0]
         print(f"decode {OC}x{C} {name:18s} {ms:6.2f} ms  {OC * C / ms / 1e6:5.2f} G values/s; "
