@@ -25,8 +25,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from ..dtypes import QBLOCK
-from ..weights import (_as_float32, activations_int16_size, as_float, dot_blocks_int16, float32_bits,
-                       prefetch_ir, round_activations, rows_for_tiles, scratch_for, stored, weight_at)
+from ..weights import (_as_float32, activations_int16_size, as_float, decode_int4_row, dot_blocks_int16,
+                       float32_bits, prefetch_ir, round_activations, rows_for_tiles, scratch_for, stored, weight_at)
 from . import amx
 from .tile import WIDTH, dots_3x4, products_4xw, target_has_32_vector_registers, tile_blocks_int16, tile_rows
 
@@ -662,10 +662,11 @@ def _amx_rows_typed(weight, lo, hi, scratch):
         return lambda weight, lo, hi, scratch: (weight, weight, 0, False)
     if weight[0].dtype == types.uint8:
         def int4(weight, lo, hi, scratch):
-            values = np.empty((1, scratch.shape[2]), np.float32)
-            for o in range(lo, hi):  # decoded to float32 first, one row, by rows_for_tiles' vectorized loop
-                rows_for_tiles(weight, o, o + 1, values)
-                row, high = values[0], scratch[0, o - lo]
+            packed, scales = weight
+            row = np.empty(scratch.shape[2], np.float32)
+            for o in range(lo, hi):  # decoded to float32 first (LLVM IR), then rounded
+                decode_int4_row(row, packed, scales, o)
+                high = scratch[0, o - lo]
                 for c in range(row.shape[0]):
                     high[c] = _rounded(row[c])
             return scratch[0], scratch[0], lo, False

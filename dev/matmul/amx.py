@@ -24,10 +24,16 @@ DTYPES = ("bf16", "int8", "int4")
 MATMULS = (("qkvw", "qkvb", 1, 3), ("attprojw", "attprojb", 1, 1), ("fcw", "fcb", 1, 4), ("fcprojw", "fcprojb", 4, 1))
 
 
+def _positions(text):
+    """An argparse type: comma-separated whole numbers from 1 (each as devargs.at_least_one)."""
+    return [devargs.at_least_one(t) for t in text.split(",")]
+
+
 def main():
     args = devargs.parse(__doc__, [
         ("--rounds", dict(type=devargs.at_least_one, default=7, help="timed rounds (default: 7)")),
-        ("--positions", dict(default="4,16,64,512", help="the T to time, comma-separated (default: 4,16,64,512)"))])
+        ("--positions", dict(type=_positions, default="4,16,64,512",
+                             help="the T to time, comma-separated (default: 4,16,64,512)"))])
     from gptpy.checkpoint import load_checkpoint
     from gptpy.parallel import amx
     from gptpy.parallel import kernels as parallel
@@ -42,7 +48,7 @@ def main():
     for dtype in DTYPES:
         ckpt = load_checkpoint(args.model, dtype)
         p, C, L = ckpt.params, ckpt.config.channels, ckpt.config.num_layers
-        for T in (int(t) for t in args.positions.split(",")):
+        for T in args.positions:
             x = {n: rng.standard_normal((1, T, n * C), dtype=np.float32) for n in (1, 4)}
             y = {n: np.empty((1, T, n * C), np.float32) for n in (1, 3, 4)}
 
